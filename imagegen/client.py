@@ -1,0 +1,235 @@
+"""`ImageGen`: the facade. Resolves the model (or asks the router), checks the budget, calls
+the provider (falling back to the next candidate on failure) and accounts cost.
+
+As in httpx, every decision is made once in shared code; only the provider call differs
+between `generate` and `agenerate`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+from .catalog import ModelCard
+from .errors import BudgetExceededError, ConfigError, NoRouteError, ProviderError
+from .request import SEED_MAX, GenerateRequest
+from .router import Candidate, RouteDecision, RoutePolicy, Router
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from providers.base import Provider, ProgressCallback
+
+    from .result import GenerateResult
+
+log = logging.getLogger("imagegen")
+
+
+class ImageGen:
+    """One API over local and cloud image models.
+
+    ``providers``: instances to use (default: every provider registered under the
+    `imagegen.providers` entry points). ``budget_usd``: total spend allowed for this client.
+    Other keyword arguments override settings (e.g. ``replicate_api_token=...``).
+    """
+
+    def __init__(self, *, providers: list[Provider] | None = None, policy: RoutePolicy | None = None,
+                 budget_usd: float | None = None, settings: Settings | None = None,
+                 router: Router | None = None, **setting_overrides: Any):
+        self.settings = settings or Settings(**setting_overrides)
+        if providers is None:
+            from .plugins import load_providers
+
+            self.providers = load_providers(self.settings)
+        else:
+            self.providers = {p.name: p for p in providers}
+        self.policy = policy or RoutePolicy()
+        self.router = router or Router()
+        self.budget_usd = budget_usd
+        self.spent_usd = 0.0
+        self.usage: dict[str, dict[str, float]] = {}  # card id -> {"images", "cost_usd", "calls"}
+
+    # -- catalog ---------------------------------------------------------------------
+
+    def models(self) -> list[ModelCard]:
+        cards: list[ModelCard] = []
+        for provider in self.providers.values():
+            cards.extend(provider.models())
+        return cards
+
+    def card(self, model: str) -> ModelCard:
+        """The card for a model reference: a card id, a provider-specific reference, or a bare name."""
+        cards = self.models()
+        for card in cards:
+            if card.id == model:
+                return card
+        provider_name, _, rest = model.partition(":")
+        provider = self.providers.get(provider_name)
+        if provider is not None and rest:
+            card = provider.card_for(rest)
+            if card is not None:
+                return card
+        matches = [c for c in cards if c.model == model or c.model.split("/")[-1] == model]
+        if len(matches) == 1:
+            return matches[0]
+        if provider_name and rest and provider is None:
+            raise ConfigError(f"model {model!r}: no provider named {provider_name!r} is installed "
+                              f"(installed: {', '.join(self.providers) or 'none'})")
+        hint = f"; ambiguous between {', '.join(c.id for c in matches)}" if matches else ""
+        raise ConfigError(f"unknown model {model!r}{hint}; `imagegen models` lists the known ones")
+
+    # -- routing ---------------------------------------------------------------------
+
+    def route(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None) -> RouteDecision:
+        """Which model would serve ``request``, the ranked alternatives, and why others cannot."""
+        request = self._as_request(request)
+        policy = policy or self.policy
+        if request.model:
+            card = self.card(request.model)
+            provider = self._provider(card)
+            check = provider.check(request, card)
+            if not check.ok:
+                raise NoRouteError(f"model {card.id} cannot serve this request",
+                                   [(card.id, "; ".join(check.missing))])
+            candidate = Candidate(card=card, score=0.0, cost_usd=provider.estimate_cost(request, card),
+                                  latency_s=card.latency_s, warnings=check.warnings)
+            return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
+        return self.router.decide(request, self.models(), self.providers, policy)
+
+    # -- generation ------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
+                 progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
+        """Generate images. ``request`` may be a Midjourney-style string; keyword arguments
+        override request fields (``gen.generate("a cat", seed=7)``)."""
+        request, decision, attempts = self._plan(request, policy, overrides)
+        errors: list[str] = []
+        for candidate in attempts:
+            provider = self._provider(candidate.card)
+            self._check_budget(candidate)
+            started = time.perf_counter()
+            try:
+                result = provider.generate(request, candidate.card, progress=progress)
+            except ProviderError as exc:
+                if not self._failed(candidate, exc, errors):
+                    raise
+                continue
+            return self._finish(result, request, candidate, decision, errors, started)
+        raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
+
+    async def agenerate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
+                        progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
+        """`generate` for asyncio code; safe inside a running loop."""
+        request, decision, attempts = self._plan(request, policy, overrides)
+        errors: list[str] = []
+        for candidate in attempts:
+            provider = self._provider(candidate.card)
+            self._check_budget(candidate)
+            started = time.perf_counter()
+            try:
+                result = await provider.agenerate(request, candidate.card, progress=progress)
+            except ProviderError as exc:
+                if not self._failed(candidate, exc, errors):
+                    raise
+                continue
+            return self._finish(result, request, candidate, decision, errors, started)
+        raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
+
+    # -- fine-tunes (imagegen.finetune) ----------------------------------------------
+
+    def finetune(self, request: Any) -> Any:
+        from .finetune import start_finetune
+
+        return start_finetune(self, request)
+
+    def jobs(self) -> list[Any]:
+        from .finetune import JobStore
+
+        return JobStore.for_client(self).list()
+
+    def job(self, job_id: str) -> Any:
+        from .finetune import JobStore
+
+        return JobStore.for_client(self).get(job_id)
+
+    # -- lifetime --------------------------------------------------------------------
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
+
+    def __enter__(self) -> ImageGen:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> ImageGen:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        budget = f", budget_usd={self.budget_usd}" if self.budget_usd is not None else ""
+        return f"ImageGen(providers={list(self.providers)}, strategy={self.policy.strategy!r}{budget})"
+
+    # -- shared decisions ------------------------------------------------------------
+
+    @staticmethod
+    def _as_request(request: GenerateRequest | str, overrides: dict[str, Any] | None = None) -> GenerateRequest:
+        if isinstance(request, str):
+            request = GenerateRequest.from_midjourney(request)
+        if overrides:
+            request = GenerateRequest.model_validate({**request.model_dump(exclude_unset=True), **overrides})
+        return request
+
+    def _plan(self, request: GenerateRequest | str, policy: RoutePolicy | None,
+              overrides: dict[str, Any]) -> tuple[GenerateRequest, RouteDecision, list[Candidate]]:
+        request = self._as_request(request, overrides)
+        policy = policy or self.policy
+        decision = self.route(request, policy=policy)
+        if not request.seed_fixed:
+            # Resolved once, so a fallback draws the same images and the result can say which seed.
+            request = request.model_copy(update={"seed": random.randint(0, SEED_MAX)})
+        return request, decision, decision.candidates[: policy.max_attempts]
+
+    def _provider(self, card: ModelCard) -> Provider:
+        try:
+            return self.providers[card.provider]
+        except KeyError:
+            raise ConfigError(f"provider {card.provider!r} for {card.id} is not installed") from None
+
+    def _check_budget(self, candidate: Candidate) -> None:
+        if self.budget_usd is None:
+            return
+        remaining = self.budget_usd - self.spent_usd
+        if candidate.cost_usd > remaining + 1e-12:
+            raise BudgetExceededError(
+                f"{candidate.card.id} would cost about ${candidate.cost_usd:.4f}; "
+                f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
+                estimate_usd=candidate.cost_usd, remaining_usd=remaining)
+
+    def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[str]) -> bool:
+        """Record a failure; True when the next candidate may be tried."""
+        self.router.record_failure(candidate.card)
+        errors.append(f"{candidate.card.id}: {exc}")
+        log.warning("%s failed: %s", candidate.card.id, exc)
+        return exc.retryable
+
+    def _finish(self, result: GenerateResult, request: GenerateRequest, candidate: Candidate,
+                decision: RouteDecision, errors: list[str], started: float) -> GenerateResult:
+        result.latency_s = result.latency_s or time.perf_counter() - started
+        self.router.record_success(candidate.card, result.latency_s / max(1, len(result.images)))
+        warnings = list(candidate.warnings) + [f"fell back after: {e}" for e in errors]
+        result.warnings = list(dict.fromkeys(warnings + result.warnings))
+        result.provider = result.provider or candidate.card.provider
+        result.model = result.model or candidate.card.id
+        result.route = decision
+        self.spent_usd += result.cost_usd
+        usage = self.usage.setdefault(candidate.card.id, {"calls": 0, "images": 0, "cost_usd": 0.0})
+        usage["calls"] += 1
+        usage["images"] += len(result.images)
+        usage["cost_usd"] += result.cost_usd
+        return result

@@ -1,0 +1,107 @@
+"""Every error imagegen raises on purpose.
+
+    ImageGenError
+    ├── ConfigError            settings or a model reference that cannot be used
+    ├── PromptSyntaxError      a prompt that does not parse (says where: column, token)
+    ├── NoRouteError           no model can serve the request (says why for each)
+    ├── BudgetExceededError    a call would spend more than the budget left
+    ├── ModelLoadError         a local checkpoint that is missing or unreadable
+    ├── ProviderError          a backend failed (provider, status, detail)
+    │   └── UnknownOutcomeError  a paid call may or may not have been made
+    ├── WebhookVerificationError
+    ├── CancelledError         the user stopped a generation
+    └── FineTuneError          a dataset or training problem
+
+Request validation errors are pydantic's ``ValidationError``: they name the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ImageGenError(Exception):
+    """Base class: catch this to catch everything imagegen raises on purpose."""
+
+
+class ConfigError(ImageGenError):
+    pass
+
+
+class PromptSyntaxError(ImageGenError):
+    """A prompt that does not parse; ``column`` is 1-based where known."""
+
+    def __init__(self, message: str, *, column: int | None = None, token: str | None = None):
+        self.column = column
+        self.token = token
+        where = f" (column {column})" if column is not None else ""
+        super().__init__(f"{message}{where}")
+
+
+class NoRouteError(ImageGenError):
+    """No model can serve the request. ``excluded`` holds (card id, reason) pairs."""
+
+    def __init__(self, message: str, excluded: list[tuple[str, str]] | None = None):
+        self.excluded = excluded or []
+        if self.excluded:
+            reasons = "; ".join(f"{card}: {reason}" for card, reason in self.excluded[:8])
+            message = f"{message} ({reasons})"
+        super().__init__(message)
+
+
+class BudgetExceededError(ImageGenError):
+    def __init__(self, message: str, *, estimate_usd: float = 0.0, remaining_usd: float = 0.0):
+        self.estimate_usd = estimate_usd
+        self.remaining_usd = remaining_usd
+        super().__init__(message)
+
+
+class ModelLoadError(ImageGenError):
+    pass
+
+
+class ProviderError(ImageGenError):
+    """A backend failed. ``retryable`` tells the router it may fall back to another model."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        detail: Any = None,
+        retryable: bool = True,
+    ):
+        self.provider = provider
+        self.status = status
+        self.detail = detail
+        self.retryable = retryable
+        parts = [p for p in (provider, f"HTTP {status}" if status else "") if p]
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        super().__init__(f"{prefix}{message}")
+
+
+class UnknownOutcomeError(ProviderError):
+    """A paid call was sent but its outcome is unknown; it is never re-sent blindly."""
+
+    def __init__(self, message: str, **kwargs: Any):
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)
+
+
+class WebhookVerificationError(ImageGenError):
+    pass
+
+
+class CancelledError(ImageGenError):
+    pass
+
+
+class FineTuneError(ImageGenError):
+    """A fine-tune problem. ``problems`` lists every bad file or field found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = problems or []
+        if self.problems:
+            message = message + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)

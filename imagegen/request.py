@@ -1,0 +1,293 @@
+"""`GenerateRequest`: one typed description of an image job, whatever the backend.
+
+Fields use the AUTOMATIC1111 vocabulary. ``None`` means "the backend's default". Every check
+raises pydantic's ``ValidationError`` naming the field.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .samplers import normalize_schedule, split_sampler
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+SEED_MAX = 2**32 - 1
+_URL_PREFIXES = ("http://", "https://", "data:")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ImageInput(_Strict):
+    """An input image given as a path, raw bytes, a PIL image or a URL (https or data:)."""
+
+    url: str | None = None
+    path: Path | None = None
+    data: bytes | None = Field(default=None, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, value: Any) -> Any:
+        if isinstance(value, (dict, ImageInput)):
+            return value
+        if isinstance(value, bytes):
+            return {"data": value}
+        if isinstance(value, Path):
+            return {"path": value}
+        if isinstance(value, str):
+            return {"url": value} if value.startswith(_URL_PREFIXES) else {"path": Path(value)}
+        if hasattr(value, "save") and hasattr(value, "size"):  # a PIL image
+            buffer = io.BytesIO()
+            value.save(buffer, format="PNG")
+            return {"data": buffer.getvalue()}
+        raise ValueError(f"expected a path, bytes, a PIL image or a URL, got {type(value).__name__}")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ImageInput:
+        given = [name for name in ("url", "path", "data") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of url, path or data")
+        if self.path is not None and not self.path.is_file():
+            raise ValueError(f"image file not found: {self.path}")
+        return self
+
+    def to_bytes(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        if self.path is not None:
+            return self.path.read_bytes()
+        assert self.url is not None
+        if self.url.startswith("data:"):
+            return base64.b64decode(self.url.split(",", 1)[1])
+        raise ValueError("a remote image URL has no local bytes; the backend fetches it")
+
+    def to_pil(self) -> Image.Image:
+        from PIL import Image
+
+        image = Image.open(io.BytesIO(self.to_bytes()))
+        image.load()
+        return image
+
+    def to_data_url(self) -> str:
+        if self.url is not None:
+            return self.url
+        data = self.to_bytes()
+        mime = "image/" + (self.to_pil().format or "png").lower()
+        return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+class LoraRef(_Strict):
+    """A LoRA by name (from the models dir), path, or URL, with its strength like `<lora:name:0.8>`."""
+
+    name: str = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=-5.0, le=5.0)
+
+
+class HiresFix(_Strict):
+    """A1111 "Hires. fix": a second img2img pass on an upscaled first image."""
+
+    scale: float = Field(default=2.0, ge=1.0, le=4.0)
+    upscaler: str = "Latent"
+    steps: int = Field(default=0, ge=0, le=150, description="0 means the same as the first pass")
+    denoising_strength: float = Field(default=0.7, ge=0.0, le=1.0)
+    resize_width: int | None = Field(default=None, ge=64, le=8192)
+    resize_height: int | None = Field(default=None, ge=64, le=8192)
+
+
+class ControlNetUnit(_Strict):
+    """One ControlNet unit: a control image, or OpenPose keypoints rendered without a detector."""
+
+    model: str = Field(min_length=1)
+    image: ImageInput | None = None
+    pose: dict[str, Any] | None = Field(default=None, description="OpenPose keypoint JSON")
+    weight: float = Field(default=1.0, ge=0.0, le=2.0)
+    guidance_start: float = Field(default=0.0, ge=0.0, le=1.0)
+    guidance_end: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ControlNetUnit:
+        if (self.image is None) == (self.pose is None):
+            raise ValueError("give exactly one of image or pose")
+        if self.guidance_start > self.guidance_end:
+            raise ValueError("guidance_start must not exceed guidance_end")
+        return self
+
+
+class MidjourneyOptions(_Strict):
+    """Midjourney-style parameters with no A1111 equivalent; backends honour or warn."""
+
+    version: str | None = None
+    niji: str | None = None
+    stylize: int | None = Field(default=None, ge=0, le=1000)
+    chaos: int | None = Field(default=None, ge=0, le=100)
+    weird: int | None = Field(default=None, ge=0, le=3000)
+    quality: float | None = Field(default=None, ge=0.25, le=4)
+    tile: bool = False
+    style: str | None = None
+    stop: int | None = Field(default=None, ge=10, le=100)
+    repeat: int | None = Field(default=None, ge=1, le=40)
+    image_prompts: list[str] = Field(default_factory=list)
+    image_weight: float | None = Field(default=None, ge=0, le=3)
+    sref: list[str] = Field(default_factory=list)
+    cref: list[str] = Field(default_factory=list)
+    oref: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def is_empty(self) -> bool:
+        return self == MidjourneyOptions()
+
+
+class GenerateRequest(_Strict):
+    """One image job. ``None`` fields take the chosen backend's default."""
+
+    prompt: str = Field(min_length=1)
+    negative_prompt: str = ""
+    width: int | None = Field(default=None, ge=64, le=4096)
+    height: int | None = Field(default=None, ge=64, le=4096)
+    aspect_ratio: str | None = Field(default=None, examples=["16:9"])
+    steps: int | None = Field(default=None, ge=1, le=150)
+    cfg_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    sampler: str | None = Field(default=None, examples=["DPM++ 2M Karras", "Euler a"])
+    scheduler: str | None = Field(default=None, examples=["Karras"])
+    seed: int | None = Field(default=None, ge=-1, le=SEED_MAX, description="None or -1: random")
+    batch_size: int = Field(default=1, ge=1, le=8)
+    batch_count: int = Field(default=1, ge=1, le=100)
+    model: str | None = Field(default=None, examples=["replicate:black-forest-labs/flux-schnell"])
+    loras: list[LoraRef] = Field(default_factory=list)
+    vae: str | None = None
+    clip_skip: int | None = Field(default=None, ge=1, le=12, description="A1111 numbering: 1 = none")
+    hires: HiresFix | None = None
+    init_image: ImageInput | None = None
+    denoising_strength: float | None = Field(default=None, ge=0.0, le=1.0)
+    mask_image: ImageInput | None = None
+    controlnets: list[ControlNetUnit] = Field(default_factory=list)
+    output_format: Literal["png", "jpeg", "webp"] = "png"
+    midjourney: MidjourneyOptions | None = None
+    provider_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description='raw passthrough per provider: {"replicate": {...}}'
+    )
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+    @field_validator("width", "height")
+    @classmethod
+    def _multiple_of_8(cls, value: int | None) -> int | None:
+        if value is not None and value % 8:
+            raise ValueError(f"must be a multiple of 8 (got {value}; nearest {round(value / 8) * 8})")
+        return value
+
+    @field_validator("aspect_ratio")
+    @classmethod
+    def _ratio_shape(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_aspect_ratio(value)
+        return value
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str | None) -> str | None:
+        if value is not None:
+            split_sampler(value)
+        return value
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_schedule(cls, value: str | None) -> str | None:
+        return normalize_schedule(value) if value is not None else None
+
+    @field_validator("model", "vae")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerateRequest:
+        if self.aspect_ratio and self.width and self.height:
+            rw, rh = parse_aspect_ratio(self.aspect_ratio)
+            # Sizes are multiples of 8, so allow the rounding that forces.
+            if abs(self.width / self.height - rw / rh) > 8 / min(self.width, self.height):
+                raise ValueError(
+                    f"aspect_ratio {self.aspect_ratio} contradicts width/height {self.width}x{self.height}"
+                )
+        if self.mask_image is not None and self.init_image is None:
+            raise ValueError("mask_image needs init_image (inpainting paints into an image)")
+        if self.denoising_strength is not None and self.init_image is None:
+            raise ValueError(
+                "denoising_strength applies to init_image (img2img); for hires fix use hires.denoising_strength"
+            )
+        return self
+
+    # -- derived values ---------------------------------------------------------------
+
+    @property
+    def seed_fixed(self) -> bool:
+        return self.seed is not None and self.seed != -1
+
+    @property
+    def image_count(self) -> int:
+        return self.batch_size * self.batch_count
+
+    def size(self, base: int = 512) -> tuple[int, int]:
+        """Width and height, filling gaps from aspect_ratio at about base×base pixels."""
+        if self.width and self.height:
+            return self.width, self.height
+        rw, rh = parse_aspect_ratio(self.aspect_ratio) if self.aspect_ratio else (1, 1)
+        if self.width:
+            return self.width, _round8(self.width * rh / rw)
+        if self.height:
+            return _round8(self.height * rw / rh), self.height
+        scale = math.sqrt(base * base / (rw * rh))
+        return _round8(rw * scale), _round8(rh * scale)
+
+    # -- other front ends -------------------------------------------------------------
+
+    @classmethod
+    def from_midjourney(cls, text: str, **overrides: Any) -> GenerateRequest:
+        """Parse a Midjourney-style prompt (`--ar 9:16 --no text --seed 7`)."""
+        from .prompt.midjourney import request_from_midjourney
+
+        return request_from_midjourney(text, **overrides)
+
+    @classmethod
+    def expand_midjourney(cls, text: str, **overrides: Any) -> list[GenerateRequest]:
+        """Every job of a permutation/--repeat prompt (at most 40)."""
+        from .prompt.midjourney import expand_midjourney
+
+        return expand_midjourney(text, **overrides)
+
+    @classmethod
+    def from_infotext(cls, text: str) -> GenerateRequest:
+        """Rebuild a request from A1111 "parameters" text."""
+        from .prompt.infotext import request_from_infotext
+
+        return request_from_infotext(text)
+
+
+def parse_aspect_ratio(value: str) -> tuple[int, int]:
+    parts = value.strip().split(":")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"aspect_ratio must look like 'W:H' with positive integers, got {value!r}")
+    w, h = int(parts[0]), int(parts[1])
+    if w <= 0 or h <= 0:
+        raise ValueError(f"aspect_ratio parts must be positive, got {value!r}")
+    return w, h
+
+
+def _round8(value: float) -> int:
+    return max(64, min(4096, int(round(value / 8)) * 8))

@@ -1,0 +1,33 @@
+"""Settings from the environment (and keyword overrides), with secrets kept out of reprs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """`REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL`, `IMAGEGEN_HOME`, `IMAGEGEN_MODELS_DIR`,
+    `IMAGEGEN_DEVICE`. The token is a `SecretStr`: it prints as ``**********``."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    replicate_api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("replicate_api_token", "REPLICATE_API_TOKEN"))
+    replicate_base_url: str = Field(
+        default="https://api.replicate.com",
+        validation_alias=AliasChoices("replicate_base_url", "REPLICATE_BASE_URL"))
+    home: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("imagegen")),
+        validation_alias=AliasChoices("home", "IMAGEGEN_HOME"))
+    models_dir: Path | None = Field(
+        default=None, validation_alias=AliasChoices("models_dir", "IMAGEGEN_MODELS_DIR"))
+    device: Literal["auto", "cuda", "mps", "cpu"] = Field(
+        default="auto", validation_alias=AliasChoices("device", "IMAGEGEN_DEVICE"))
+
+    def token(self) -> str | None:
+        return self.replicate_api_token.get_secret_value() if self.replicate_api_token else None
