@@ -88,13 +88,13 @@ def build_pipeline(folder: Path, seed: int = 0):
     ))
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
-        block_out_channels=(32, 64), layers_per_block=1,
+        block_out_channels=(16, 32), layers_per_block=1,
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        norm_num_groups=16, sample_size=IMAGE_SIZE, mid_block_add_attention=False,
+        norm_num_groups=8, sample_size=IMAGE_SIZE, mid_block_add_attention=False,
     )
     unet = UNet2DConditionModel(
         sample_size=IMAGE_SIZE // VAE_SCALE, in_channels=4, out_channels=4,
-        block_out_channels=(32, 64, 96), layers_per_block=1,
+        block_out_channels=(32, 64, 64), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_HIDDEN, attention_head_dim=4, norm_num_groups=16,
