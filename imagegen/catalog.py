@@ -6,7 +6,11 @@ shipped table lives in `imagegen/data/catalog.json`; providers add cards of thei
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -68,6 +72,7 @@ class ModelCard(BaseModel):
     price: Price = Field(default_factory=Price)
     elo: Elo = Field(default_factory=Elo)
     latency_s: float = 10.0  # expected seconds for one image, before observations
+    latency_source: str = ""  # where latency_s comes from (a measurement, or an assumption)
     default_steps: int | None = None
     capabilities: Capabilities = Field(default_factory=Capabilities)
     kind: Literal["builtin", "catalog", "user", "finetune"] = "catalog"
@@ -83,3 +88,78 @@ class ModelCard(BaseModel):
     def model(self) -> str:
         """The provider's own name for the model (the id without the provider prefix)."""
         return self.id.split(":", 1)[1]
+
+
+# -- the shipped table (imagegen/data/catalog.json) and a user's own table on top ----------------
+
+
+class CatalogData(BaseModel):
+    """A catalog file: cloud cards and Elo priors per local model family."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    cards: list[ModelCard] = Field(default_factory=list)
+    local_elo_priors: dict[str, Elo] = Field(default_factory=dict)
+    elo_snapshot: dict[str, str] = Field(default_factory=dict)
+
+    def card(self, card_id: str) -> ModelCard | None:
+        return next((c for c in self.cards if c.id == card_id), None)
+
+    def merged(self, other: CatalogData) -> CatalogData:
+        """This table with ``other`` laid over it: cards by id, priors by family."""
+        cards = {c.id: c for c in self.cards}
+        cards.update({c.id: c for c in other.cards})
+        return CatalogData(cards=list(cards.values()),
+                           local_elo_priors={**self.local_elo_priors, **other.local_elo_priors},
+                           elo_snapshot={**self.elo_snapshot, **other.elo_snapshot})
+
+
+def _read(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        text = resources.files("imagegen").joinpath("data/catalog.json").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> CatalogData:
+    return CatalogData.model_validate(_read(None))
+
+
+def load_catalog(path: str | Path | None = None) -> CatalogData:
+    """The shipped table, with the user's own file (same JSON layout) laid over it when given.
+
+    A user file may hold only the entries it changes, e.g. ``{"local_elo_priors": {"sdxl":
+    {"value": 1020, "source": "my votes", "date": "2026-11-01"}}}``.
+    """
+    shipped = _shipped()
+    if path is None:
+        return shipped.model_copy(deep=True)
+    user = _read(Path(path))
+    cards = []
+    for card in user.get("cards", []):  # a partial card fills its gaps from the shipped one
+        base = shipped.card(card.get("id", ""))
+        cards.append({**base.model_dump(), **card} if base is not None else card)
+    return shipped.merged(CatalogData.model_validate({**user, "cards": cards}))
+
+
+def cloud_cards(provider: str = "replicate", catalog: CatalogData | None = None) -> list[ModelCard]:
+    """The shipped cards of one cloud provider (fresh copies: callers may change them)."""
+    catalog = catalog or _shipped()
+    return [c.model_copy(deep=True) for c in catalog.cards if c.provider == provider]
+
+
+def local_elo_prior(family: str, catalog: CatalogData | None = None) -> Elo:
+    """The Elo prior for a local model family (``sd15``, ``sdxl``, ``demo``); unknown is None."""
+    catalog = catalog or _shipped()
+    prior = catalog.local_elo_priors.get(family)
+    return prior if prior is not None else Elo(source=f"no Elo prior for family {family!r}")
+
+
+def elo_for(card: ModelCard, catalog: CatalogData | None = None) -> Elo:
+    """The card's own Elo, else its family prior when it runs locally."""
+    if card.elo.value is not None or card.provider != "local":
+        return card.elo
+    prior = local_elo_prior(card.family, catalog)
+    return prior if prior.value is not None else card.elo

@@ -45,9 +45,10 @@ class ImageGen:
         else:
             self.providers = {p.name: p for p in providers}
         self.policy = policy or RoutePolicy()
-        self.router = router or Router()
+        self.router = router or Router(home=self.settings.home)
         self.budget_usd = budget_usd
         self.spent_usd = 0.0
+        self._reserved_usd = 0.0  # estimates of calls in flight, so concurrent calls share the budget
         self.usage: dict[str, dict[str, float]] = {}  # card id -> {"images", "cost_usd", "calls"}
 
     # -- catalog ---------------------------------------------------------------------
@@ -97,6 +98,16 @@ class ImageGen:
             return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
         return self.router.decide(request, self.models(), self.providers, policy)
 
+    @property
+    def usage_by_provider(self) -> dict[str, dict[str, float]]:
+        """`usage` summed per provider: {"calls", "images", "cost_usd"}."""
+        totals: dict[str, dict[str, float]] = {}
+        for card_id, usage in self.usage.items():
+            total = totals.setdefault(card_id.split(":", 1)[0], {"calls": 0, "images": 0, "cost_usd": 0.0})
+            for key, value in usage.items():
+                total[key] += value
+        return totals
+
     # -- generation ------------------------------------------------------------------
 
     def generate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
@@ -107,7 +118,7 @@ class ImageGen:
         errors: list[str] = []
         for candidate in attempts:
             provider = self._provider(candidate.card)
-            self._check_budget(candidate)
+            reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
                 result = provider.generate(request, candidate.card, progress=progress)
@@ -115,6 +126,8 @@ class ImageGen:
                 if not self._failed(candidate, exc, errors):
                     raise
                 continue
+            finally:
+                self._reserved_usd -= reserved
             return self._finish(result, request, candidate, decision, errors, started)
         raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
 
@@ -125,7 +138,7 @@ class ImageGen:
         errors: list[str] = []
         for candidate in attempts:
             provider = self._provider(candidate.card)
-            self._check_budget(candidate)
+            reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
                 result = await provider.agenerate(request, candidate.card, progress=progress)
@@ -133,6 +146,8 @@ class ImageGen:
                 if not self._failed(candidate, exc, errors):
                     raise
                 continue
+            finally:
+                self._reserved_usd -= reserved
             return self._finish(result, request, candidate, decision, errors, started)
         raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
 
@@ -201,15 +216,18 @@ class ImageGen:
         except KeyError:
             raise ConfigError(f"provider {card.provider!r} for {card.id} is not installed") from None
 
-    def _check_budget(self, candidate: Candidate) -> None:
+    def _reserve_budget(self, candidate: Candidate) -> float:
+        """Refuse before spending; else hold the estimate until the call ends (returned)."""
         if self.budget_usd is None:
-            return
-        remaining = self.budget_usd - self.spent_usd
+            return 0.0
+        remaining = self.budget_usd - self.spent_usd - self._reserved_usd
         if candidate.cost_usd > remaining + 1e-12:
             raise BudgetExceededError(
                 f"{candidate.card.id} would cost about ${candidate.cost_usd:.4f}; "
                 f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
                 estimate_usd=candidate.cost_usd, remaining_usd=remaining)
+        self._reserved_usd += candidate.cost_usd
+        return candidate.cost_usd
 
     def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[str]) -> bool:
         """Record a failure; True when the next candidate may be tried."""

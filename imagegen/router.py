@@ -6,38 +6,84 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .catalog import ModelCard
+from .catalog import CatalogData, ModelCard, load_catalog
 from .errors import NoRouteError
+from .health import Health
 
 if TYPE_CHECKING:
     from providers.base import Provider
 
     from .request import GenerateRequest
 
+DEMO_NOTICE = ("using the built-in demo model; configure IMAGEGEN_MODELS_DIR or "
+               "REPLICATE_API_TOKEN for real models")
+
+STRATEGY_MEANING = {
+    "cost": "cheapest estimated USD per image",
+    "quality": "highest Elo",
+    "speed": "lowest expected latency",
+    "balanced": "best weighted utility of quality, cost and speed",
+}
+_WEIGHT_KEYS = ("quality", "cost", "speed")
+
 
 class RoutePolicy(BaseModel):
+    """What the router optimises and what it must never pick.
+
+    ``unknown_elo`` says what to do with a card whose Elo is unknown: ``"last"`` keeps it but
+    ranks it after every rated card on quality (and gives it no quality credit when balanced),
+    ``"exclude"`` drops it, a number uses that value as your own prior. ``min_elo`` always
+    excludes an unrated card, since it cannot be shown to meet the bar.
+    ``elo_source``: the shipped table, your own arena ratings, or a blend weighted by votes.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     strategy: Literal["cost", "quality", "speed", "balanced"] = "cost"
+    weights: dict[str, float] = Field(default_factory=lambda: {"quality": 0.5, "cost": 0.3, "speed": 0.2})
     max_cost_per_image: float | None = Field(default=None, ge=0)
-    max_latency_s: float | None = Field(default=None, gt=0)
+    max_latency_s: float | None = Field(default=None, gt=0)  # expected seconds for the whole request
     min_elo: float | None = None
     providers: list[str] | None = None  # allow-list of provider names
     exclude: list[str] = Field(default_factory=list)  # provider names or card ids
     local_only: bool = False
+    require_negative_prompt: bool = False  # a card that would drop the negative prompt is excluded
+    unknown_elo: Union[Literal["last", "exclude"], float] = "last"  # noqa: UP007 (pydantic order)
+    elo_source: Literal["shipped", "user", "blend"] = "shipped"
+    blend_votes: float = Field(default=30.0, gt=0)  # votes at which user and shipped count equally
     max_attempts: int = Field(default=3, ge=1, le=10)
+
+    @field_validator("weights")
+    @classmethod
+    def _known_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(_WEIGHT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown weight {unknown[0]!r}; use {', '.join(_WEIGHT_KEYS)}")
+        if any(w < 0 or not math.isfinite(w) for w in value.values()):
+            raise ValueError("weights must be finite and non-negative")
+        if sum(value.values()) <= 0:
+            raise ValueError("at least one weight must be positive")
+        return value
 
 
 class Candidate(BaseModel):
+    """A card that can serve the request. ``score``: higher is better, in the strategy's unit."""
+
     card: ModelCard
     score: float
-    cost_usd: float
-    latency_s: float
+    cost_usd: float  # estimate for the whole request
+    latency_s: float  # expected seconds for the whole request
     warnings: list[str] = Field(default_factory=list)
+    elo: float | None = None
+    elo_note: str = ""
 
 
 class Exclusion(BaseModel):
@@ -50,57 +96,202 @@ class RouteDecision(BaseModel):
     candidates: list[Candidate]
     excluded: list[Exclusion] = Field(default_factory=list)
     strategy: str = "cost"
+    notices: list[str] = Field(default_factory=list)  # policy-wide remarks, e.g. the demo notice
 
     def explain(self) -> str:
-        lines = [f"chose {self.chosen.id} by {self.strategy}"]
-        lines += [f"  #{i + 1} {c.card.id}: score {c.score:.4g}, ${c.cost_usd:.4f}, ~{c.latency_s:.1f}s"
-                  for i, c in enumerate(self.candidates)]
+        meaning = STRATEGY_MEANING.get(self.strategy, "")
+        lines = [f"chose {self.chosen.id} by {self.strategy}" + (f" ({meaning})" if meaning else "")]
+        lines += [f"note: {n}" for n in self.notices]
+        for i, c in enumerate(self.candidates):
+            elo = f"Elo {c.elo:.0f}" if c.elo is not None else "Elo unknown"
+            line = (f"  #{i + 1} {c.card.id}: score {c.score:.4g}, ${c.cost_usd:.4f}, "
+                    f"~{c.latency_s:.1f}s, {elo}" + (f" ({c.elo_note})" if c.elo_note else ""))
+            lines.append(line + "".join(f"\n      warning: {w}" for w in c.warnings))
         lines += [f"  excluded {e.card.id}: {e.reason}" for e in self.excluded]
         return "\n".join(lines)
 
 
+UserRatings = Mapping[str, "tuple[float, int]"]  # card id -> (rating, games)
+
+
 class Router:
-    """Ranks capable cards. Stateless apart from what the client feeds it."""
+    """Ranks capable cards; learns health and latency from what the client reports.
 
-    def decide(self, request: GenerateRequest, cards: list[ModelCard],
-               providers: dict[str, Provider], policy: RoutePolicy) -> RouteDecision:
-        candidates: list[Candidate] = []
-        excluded: list[Exclusion] = []
-        for card in cards:
-            reason = self._policy_reason(card, policy)
-            provider = providers.get(card.provider)
-            if reason is None and provider is None:
-                reason = f"provider {card.provider!r} is not installed"
-            if reason is not None:
-                excluded.append(Exclusion(card=card, reason=reason))
-                continue
-            check = provider.check(request, card)
-            if not check.ok:
-                excluded.append(Exclusion(card=card, reason="; ".join(check.missing)))
-                continue
-            cost = provider.estimate_cost(request, card)
-            candidates.append(Candidate(card=card, score=-cost, cost_usd=cost,
-                                        latency_s=card.latency_s, warnings=check.warnings))
-        if not candidates:
-            raise NoRouteError("no model can serve this request",
-                               [(e.card.id, e.reason) for e in excluded])
-        candidates.sort(key=lambda c: (c.cost_usd, c.latency_s))
-        return RouteDecision(chosen=candidates[0].card, candidates=candidates, excluded=excluded,
-                             strategy=policy.strategy)
+    ``catalog`` supplies local family Elo priors (default: the shipped table). ``user_ratings``
+    maps card ids to (rating, games); when not given they are read from the arena under
+    ``home`` the first time a policy asks for them (`refresh_user_ratings` re-reads).
+    """
 
-    @staticmethod
-    def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str | None:
-        if policy.local_only and card.provider != "local":
-            return "local_only is set"
-        if policy.providers is not None and card.provider not in policy.providers:
-            return f"provider {card.provider!r} is not in the allowed providers"
-        if card.provider in policy.exclude or card.id in policy.exclude:
-            return "excluded by policy"
-        return None
+    def __init__(self, *, catalog: CatalogData | None = None, home: Path | None = None,
+                 user_ratings: UserRatings | None = None, health: Health | None = None,
+                 clock: Callable[[], float] = time.monotonic, failure_threshold: int = 3,
+                 cooldown_s: float = 60.0, latency_alpha: float = 0.3):
+        self.catalog = catalog
+        self.home = home
+        self._user_ratings = dict(user_ratings) if user_ratings is not None else None
+        self.health = health or Health(clock=clock, failure_threshold=failure_threshold,
+                                       cooldown_s=cooldown_s, latency_alpha=latency_alpha)
 
-    # Observations from the client; the router uses them for health and latency.
+    # -- observations from the client -------------------------------------------------
+
     def record_success(self, card: ModelCard, latency_s: float) -> None:
-        pass
+        """``latency_s``: observed seconds per image."""
+        self.health.record_success(card.id, card.provider, latency_s)
 
     def record_failure(self, card: ModelCard) -> None:
-        pass
+        self.health.record_failure(card.id, card.provider)
+
+    # -- Elo sources -------------------------------------------------------------------
+
+    @property
+    def user_ratings(self) -> dict[str, tuple[float, int]]:
+        if self._user_ratings is None:
+            self.refresh_user_ratings()
+        return self._user_ratings or {}
+
+    def refresh_user_ratings(self) -> None:
+        if self.home is None:
+            self._user_ratings = {}
+            return
+        from .arena import Arena
+
+        self._user_ratings = Arena.at_home(self.home).ratings_for_router()
+
+    def _priors(self) -> CatalogData:
+        if self.catalog is None:
+            self.catalog = load_catalog()
+        return self.catalog
+
+    def _elo_resolver(self, policy: RoutePolicy,
+                      cards: list[ModelCard]) -> Callable[[ModelCard], tuple[float | None, str]]:
+        priors = self._priors().local_elo_priors
+
+        def shipped(card: ModelCard) -> tuple[float | None, str]:
+            if card.elo.value is not None:
+                return card.elo.value, _dated("shipped", card.elo.date)
+            if card.provider == "local":
+                prior = priors.get(card.family)
+                if prior is not None and prior.value is not None:
+                    return prior.value, _dated(f"{card.family} prior", prior.date)
+            return None, ""
+
+        if policy.elo_source == "shipped":
+            return shipped
+        user = self.user_ratings
+        if policy.elo_source == "user":
+            return lambda card: ((user[card.id][0], f"your votes, {user[card.id][1]} games")
+                                 if card.id in user else (None, ""))
+        # blend: your ratings shifted onto the shipped scale, weighted by how many votes back them
+        pairs = [(c.elo.value, user[c.id][0]) for c in cards if c.elo.value is not None and c.id in user]
+        offset = sum(s - u for s, u in pairs) / len(pairs) if pairs else 0.0
+
+        def blend(card: ModelCard) -> tuple[float | None, str]:
+            base, note = shipped(card)
+            if card.id not in user:
+                return base, note
+            rating, games = user[card.id]
+            rating += offset
+            if base is None:
+                return rating, f"your votes, {games} games"
+            w = games / (games + policy.blend_votes)
+            return (1 - w) * base + w * rating, f"blend: {note} + your votes ({games} games, weight {w:.2f})"
+
+        return blend
+
+    # -- the decision ------------------------------------------------------------------
+
+    def decide(self, request: GenerateRequest, cards: list[ModelCard],
+               providers: Mapping[str, Provider], policy: RoutePolicy) -> RouteDecision:
+        from .ranking import rank
+
+        elo_of = self._elo_resolver(policy, cards)
+        rows, excluded = [], []
+        count = max(1, request.image_count)
+        needs_negative = policy.require_negative_prompt and bool(request.negative_prompt)
+        now = self.health.clock()
+        for card in cards:
+            reason = _policy_reason(card, policy)
+            provider = providers.get(card.provider) if reason is None else None
+            if reason is None and provider is None:
+                reason = f"provider {card.provider!r} is not installed"
+            check = None
+            if reason is None:
+                check = provider.check(request, card)
+                reason = "; ".join(check.missing) if check.missing else None
+            caps = card.capabilities
+            if reason is None and needs_negative and not caps.negative_prompt:
+                reason = "does not take a negative prompt (require_negative_prompt is set)"
+            if reason is None:
+                cost = provider.estimate_cost(request, card)
+                per_image_s, _ = self.health.latency(card.id, card.latency_s)
+                latency = per_image_s * count
+                elo, note = elo_of(card)
+                if elo is None and not isinstance(policy.unknown_elo, str):
+                    elo, note = float(policy.unknown_elo), "your unknown_elo prior"
+                reason = _constraint_reason(policy, cost / count, latency, elo)
+            if reason is not None:
+                excluded.append(Exclusion.model_construct(card=card, reason=reason))
+                continue
+            warnings = list(check.warnings)
+            if request.batch_size > caps.max_images_per_call:
+                calls = -(-request.batch_size // caps.max_images_per_call)
+                warnings.append(f"batch_size {request.batch_size} is over the {caps.max_images_per_call} "
+                                f"image(s) this model makes per call: expect {calls} calls")
+            cooling = self.health.cooling(card.id, card.provider, now)
+            if cooling:
+                warnings.append(cooling + "; tried after healthy models")
+            if card.kind == "builtin":
+                warnings.append(DEMO_NOTICE)
+            rows.append((card, cost, latency, elo, note, warnings, cooling is not None))
+        if not rows:
+            raise NoRouteError("no model can serve this request",
+                               [(e.card.id, e.reason) for e in excluded])
+        candidates = rank(rows, policy, count)
+        notices = _notices(candidates, policy)
+        return RouteDecision.model_construct(chosen=candidates[0].card, candidates=candidates,
+                                             excluded=excluded, strategy=policy.strategy,
+                                             notices=notices)
+
+
+def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str | None:
+    if policy.local_only and card.provider != "local":
+        return "local_only is set"
+    if policy.providers is not None and card.provider not in policy.providers:
+        return f"provider {card.provider!r} is not in the allowed providers ({', '.join(policy.providers)})"
+    if policy.exclude and (card.provider in policy.exclude or card.id in policy.exclude):
+        return "excluded by policy (exclude)"
+    return None
+
+
+def _constraint_reason(policy: RoutePolicy, cost_per_image: float, latency: float,
+                       elo: float | None) -> str | None:
+    if policy.max_cost_per_image is not None and cost_per_image > policy.max_cost_per_image + 1e-12:
+        return (f"estimated ${cost_per_image:.4f} per image is over max_cost_per_image "
+                f"${policy.max_cost_per_image:.4f}")
+    if policy.max_latency_s is not None and latency > policy.max_latency_s:
+        return f"expected {latency:.1f} s is over max_latency_s {policy.max_latency_s:g} s"
+    if elo is None:
+        if policy.min_elo is not None:
+            return f"Elo unknown, so min_elo {policy.min_elo:g} cannot be shown to hold"
+        if policy.unknown_elo == "exclude":
+            return "Elo unknown (unknown_elo='exclude')"
+    elif policy.min_elo is not None and elo < policy.min_elo:
+        return f"Elo {elo:.0f} is under min_elo {policy.min_elo:g}"
+    return None
+
+
+def _notices(candidates: list[Candidate], policy: RoutePolicy) -> list[str]:
+    notices = []
+    if candidates[0].card.kind == "builtin":
+        notices.append(DEMO_NOTICE)
+    unrated = sum(c.elo is None for c in candidates)
+    if unrated and policy.strategy in ("quality", "balanced"):
+        notices.append(f"{unrated} candidate(s) have no known Elo: ranked after rated ones on quality "
+                       f"(unknown_elo={policy.unknown_elo!r})")
+    if policy.elo_source != "shipped":
+        notices.append(f"Elo from {policy.elo_source!r} ratings")
+    return notices
+
+
+def _dated(label: str, date: str) -> str:
+    return f"{label}, {date}" if date else label

@@ -14,7 +14,8 @@ class Settings(BaseSettings):
     """`REPLICATE_API_TOKEN`, `REPLICATE_BASE_URL`, `IMAGEGEN_HOME`, `IMAGEGEN_MODELS_DIR`,
     `IMAGEGEN_DEVICE`. The token is a `SecretStr`: it prints as ``**********``."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # case_sensitive: otherwise the field name "home" also matches $HOME (any shell sets it).
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, case_sensitive=True)
 
     replicate_api_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("replicate_api_token", "REPLICATE_API_TOKEN"))

@@ -1,19 +1,20 @@
 """Midjourney permutation prompts: `a {red, blue} bird` expands into one prompt per option.
 
-Groups nest, several groups form a Cartesian product, and `\\,` `\\{` `\\}` are literal
+Groups nest, several groups form a Cartesian product, and `\\,` `\\{` `\\}` `\\\\` are literal
 characters. The number of jobs is counted before anything is expanded, so a prompt that
 would explode is refused cheaply.
 """
 
 from __future__ import annotations
 
+import re
 from itertools import product
 
 from ..errors import PromptSyntaxError
 
 MAX_JOBS = 40  # Midjourney's documented cap per permutation prompt
 
-_ESCAPABLE = ",{}"
+_ESCAPABLE = ",{}\\"
 
 # A parsed template is a list whose items are literal strings or groups; a group is a list
 # of options and each option is itself a template.
@@ -29,6 +30,9 @@ def _parse(text: str) -> Template:
     while i < n:
         ch = text[i]
         if ch == "\\" and i + 1 < n and text[i + 1] in _ESCAPABLE:
+            if text[i + 1] == ",":  # `pastel \, yellow` reads "pastel, yellow", as documented
+                while literal and literal[-1] == " ":
+                    literal.pop()
             literal.append(text[i + 1])
             i += 2
             continue
@@ -125,5 +129,8 @@ def expand_permutations(text: str, max_jobs: int = MAX_JOBS) -> list[str]:
 
 
 def escape_permutation_text(text: str) -> str:
-    """Text that expands to itself: braces (and commas, harmlessly) escaped."""
-    return text.replace("{", "\\{").replace("}", "\\}")
+    """Text that expands to itself: braces escaped, and backslashes that would start an escape."""
+    return _NEEDS_ESCAPE.sub(r"\\\1", text)
+
+
+_NEEDS_ESCAPE = re.compile(r"([{}]|\\(?=[,{}\\]))")

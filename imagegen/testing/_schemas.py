@@ -271,13 +271,13 @@ def validate_input(inputs: dict[str, Field], given: Any, *, reject_unknown: bool
             problems.append({"type": "required", "field": "input",
                              "description": f"{name} is required"})
     for name, value in given.items():
-        spec = inputs.get(name)
-        if spec is None:
+        found = inputs.get(name)
+        if found is None:
             if reject_unknown:
                 problems.append({"type": "additional_property_not_allowed", "field": "input",
                                  "description": f"Additional property {name} is not allowed"})
             continue
-        problems.extend(_check_value(name, spec, value))
+        problems.extend(_check_value(name, found, value))
     return problems
 
 

@@ -1,0 +1,258 @@
+"""The `imagegen` command: a thin skin over the library, like `llm`'s CLI.
+
+Exit codes: 0 ok; 2 a bad option, prompt or request (one line naming the field); 1 a provider
+or routing failure. No traceback unless `--debug`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from .errors import ConfigError, FineTuneError, ImageGenError, PromptSyntaxError
+from .request import GenerateRequest, HiresFix, LoraRef
+
+if TYPE_CHECKING:
+    from .client import ImageGen
+    from .router import RouteDecision
+
+app = typer.Typer(help="Generate images on local Stable Diffusion or Replicate's Flux models.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+console = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+USAGE_ERRORS = (ValidationError, PromptSyntaxError, ConfigError, FineTuneError, ValueError)
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
+    _state["debug"] = debug
+
+
+def run_guarded(fn: Any) -> Any:
+    """Turn our errors into one-line messages and exit codes."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except USAGE_ERRORS as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] {describe_error(exc)}", highlight=False)
+        raise typer.Exit(2) from None
+    except ImageGenError as exc:
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] {describe_error(exc)}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def describe_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        parts = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e["loc"]) or "request"
+            parts.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
+        return "; ".join(parts)
+    return " ".join(str(exc).split("\n")[0:1]) if not isinstance(exc, FineTuneError) else str(exc)
+
+
+def make_client(strategy: str | None = None, budget: float | None = None) -> ImageGen:
+    from .client import ImageGen
+    from .router import RoutePolicy
+
+    policy = RoutePolicy(strategy=strategy) if strategy else None
+    return ImageGen(policy=policy, budget_usd=budget)
+
+
+def parse_lora(text: str) -> LoraRef:
+    name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
+    try:
+        return LoraRef(name=name or text, weight=float(weight))
+    except ValueError:
+        raise typer.BadParameter(f"--lora {text!r}: expected NAME or NAME:WEIGHT") from None
+
+
+# -- generate ---------------------------------------------------------------------------
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="Prompt; Midjourney-style parameters (--ar 16:9 --no text) allowed."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="provider:model, e.g. local:demo"),
+    strategy: Optional[str] = typer.Option(None, help="cost | quality | speed | balanced"),
+    negative: Optional[str] = typer.Option(None, "--negative", "-n", help="Negative prompt."),
+    width: Optional[int] = typer.Option(None, "--width", "-W"),
+    height: Optional[int] = typer.Option(None, "--height", "-H"),
+    steps: Optional[int] = typer.Option(None),
+    cfg: Optional[float] = typer.Option(None, help="CFG scale."),
+    sampler: Optional[str] = typer.Option(None, help='A1111 sampler, e.g. "DPM++ 2M Karras".'),
+    seed: Optional[int] = typer.Option(None),
+    lora: list[str] = typer.Option([], help="NAME:WEIGHT, repeatable."),
+    hires: Optional[float] = typer.Option(None, help="Hires fix upscale factor, e.g. 2."),
+    init_image: Optional[Path] = typer.Option(None, help="img2img source image."),
+    denoise: Optional[float] = typer.Option(None, help="Denoising strength for img2img / hires."),
+    batch_size: Optional[int] = typer.Option(None),
+    batch_count: Optional[int] = typer.Option(None),
+    output_format: Optional[str] = typer.Option(None, "--format", help="png | jpeg | webp"),
+    budget: Optional[float] = typer.Option(None, help="Refuse to spend more than this many USD."),
+    out: Path = typer.Option(Path("."), "-o", "--out", help="Output directory."),
+) -> None:
+    """Generate images and save them with their A1111 parameters."""
+    overrides: dict[str, Any] = {
+        "model": model, "negative_prompt": negative, "width": width, "height": height, "steps": steps,
+        "cfg_scale": cfg, "sampler": sampler, "seed": seed, "batch_size": batch_size,
+        "batch_count": batch_count, "output_format": output_format,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if lora:
+        overrides["loras"] = [parse_lora(item) for item in lora]
+    if hires is not None:
+        overrides["hires"] = HiresFix(scale=hires, **({"denoising_strength": denoise} if denoise is not None else {}))
+    if init_image is not None:
+        overrides["init_image"] = init_image
+        if denoise is not None:
+            overrides["denoising_strength"] = denoise
+
+    def job() -> None:
+        requests = GenerateRequest.expand_midjourney(prompt, **overrides)
+        with make_client(strategy, budget) as gen:
+            for index, request in enumerate(requests):
+                if len(requests) > 1:
+                    console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {request.prompt}")
+                result = _generate_with_progress(gen, request)
+                _print_result(result, result.save(out))
+
+    run_guarded(job)
+
+
+def _generate_with_progress(gen: ImageGen, request: GenerateRequest) -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def on_progress(event: Any) -> None:
+            label = f"{event.stage} image {event.image_index + 1}" if event.stage == "step" else event.stage
+            bar.update(task, description=label, completed=event.step, total=event.total or None)
+
+        return gen.generate(request, progress=on_progress)
+
+
+def _print_result(result: Any, paths: list[Path]) -> None:
+    for path, image in zip(paths, result.images):
+        console.print(f"saved [green]{path}[/green]  seed {image.seed}  {image.width}x{image.height}",
+                      highlight=False)
+    console.print(f"provider {result.provider}  model {result.model}  cost ${result.cost_usd:.4f}  "
+                  f"time {result.latency_s:.2f}s", highlight=False)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+# -- route / models ---------------------------------------------------------------------
+
+@app.command()
+def route(
+    prompt: str = typer.Argument(...),
+    strategy: Optional[str] = typer.Option(None, help="cost | quality | speed | balanced"),
+    model: Optional[str] = typer.Option(None, "--model", "-m"),
+) -> None:
+    """Show which model the router would choose, the ranked candidates, and why others are out."""
+
+    def job() -> None:
+        overrides = {"model": model} if model else {}
+        request = GenerateRequest.from_midjourney(prompt, **overrides)
+        with make_client(strategy) as gen:
+            console.print(route_table(gen.route(request)))
+
+    run_guarded(job)
+
+
+def route_table(decision: RouteDecision) -> Table:
+    table = Table(title=f"route ({decision.strategy}): chose {decision.chosen.id}")
+    for column in ("", "model", "score", "est. cost", "est. latency", "notes"):
+        table.add_column(column)
+    for rank, c in enumerate(decision.candidates, 1):
+        marker = "→" if c.card.id == decision.chosen.id else str(rank)
+        table.add_row(marker, c.card.id, f"{c.score:.4g}", f"${c.cost_usd:.4f}", f"{c.latency_s:.1f}s",
+                      "; ".join(c.warnings))
+    for e in decision.excluded:
+        table.add_row("✗", e.card.id, "", "", "", e.reason, style="dim")
+    return table
+
+
+@app.command()
+def models() -> None:
+    """The catalog: price, Elo (with source and date), latency, capabilities."""
+
+    def job() -> None:
+        with make_client() as gen:
+            table = Table(title="models")
+            for column in ("model", "family", "price", "Elo", "latency", "capabilities"):
+                table.add_column(column)
+            for card in gen.models():
+                table.add_row(card.id, card.family, _price(card), _elo(card), f"{card.latency_s:g}s",
+                              _caps(card))
+            console.print(table)
+
+    run_guarded(job)
+
+
+def _price(card: Any) -> str:
+    p = card.price
+    parts = [f"${p.per_image:g}/image" if p.per_image else "",
+             f"${p.per_megapixel:g}/MP" if p.per_megapixel else "",
+             f"${p.per_gpu_second:g}/GPU-s" if p.per_gpu_second else ""]
+    return " ".join(x for x in parts if x) or "free"
+
+
+def _elo(card: Any) -> str:
+    if card.elo.value is None:
+        return "unknown"
+    return f"{card.elo.value:.0f} ({card.elo.source}, {card.elo.date})"
+
+
+def _caps(card: Any) -> str:
+    caps = card.capabilities
+    names = ["negative_prompt", "seed", "lora", "img2img", "inpaint", "controlnet", "hires_fix", "clip_skip"]
+    return ", ".join(n for n in names if getattr(caps, n))
+
+
+# -- info -------------------------------------------------------------------------------
+
+@app.command()
+def info(
+    image: Path = typer.Argument(..., exists=True, dir_okay=False),
+    as_request: bool = typer.Option(False, "--as-request", help="Print it as GenerateRequest JSON."),
+) -> None:
+    """Print the A1111 parameters stored in a PNG, JPEG or WebP."""
+    from .result import read_infotext
+
+    def job() -> None:
+        text = read_infotext(image)
+        if not text:
+            err.print(f"[red]error:[/red] {image}: no generation parameters stored in this image")
+            raise typer.Exit(1)
+        if as_request:
+            request = GenerateRequest.from_infotext(text)
+            console.print_json(request.model_dump_json(exclude_defaults=True))
+        else:
+            sys.stdout.write(text + "\n")
+
+    run_guarded(job)
+
+
+def _print_json(data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,623 @@
+"""Cloud LoRA fine-tunes on Replicate: a typed request, and a durable job from dataset to model.
+
+``start_finetune`` checks the dataset, records the job, zips and uploads the images, makes sure
+the destination model exists, and creates the training; `FineTuneJob` follows it to a new
+model version (registered as a card) and a local copy of the trained ``lora.safetensors``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import BudgetExceededError, ConfigError, FineTuneError
+from .jobstore import JobDatabase, JobRecord
+
+if TYPE_CHECKING:
+    from .catalog import ModelCard
+    from .client import ImageGen
+    from .settings import Settings
+
+# Trainer and version: the version most public code passes (2025-04, replicate-python #419;
+# research note on Replicate §7.3). The API may run the newest trainer whichever is named.
+DEFAULT_TRAINER = "ostris/flux-dev-lora-trainer"
+DEFAULT_TRAINER_VERSION = "b6af14222e6bd9be257cbc1ea4afda3cd0503e1133083b9d1de0364d8568e6ef"
+OPTIMIZERS = ("prodigy", "adam8bit", "adamw8bit", "lion8bit", "adam", "adamw", "lion",
+              "adagrad", "adafactor")  # flux-fine-tuner train.py @3dd14e3 (2025-06)
+
+# USD per second by hardware SKU: replicate.com/pricing (research note §10, snapshot date unknown).
+HARDWARE_USD_PER_SECOND: dict[str, float] = {
+    "cpu": 0.000100, "gpu-t4": 0.000225, "gpu-a40-small": 0.000575, "gpu-a40-large": 0.000725,
+    "gpu-l40s": 0.000975, "gpu-a100-large": 0.001400, "gpu-h100": 0.001525,
+    "gpu-h100-2x": 0.003050, "gpu-h100-4x": 0.006100, "gpu-h100-8x": 0.012200,
+}
+# "Flux fine-tunes run on H100s" (replicate.com/pricing). Run time per step is UNCONFIRMED:
+# third-party claims span 2-20 min for 1000 steps; the estimate takes the top of that range
+# (60 s setup + 1.14 s/step: 1000 steps ≈ 20 min ≈ $1.83) so a budget check errs high.
+TRAINER_HARDWARE = {DEFAULT_TRAINER: "gpu-h100"}
+ESTIMATE_SETUP_S = 60.0
+ESTIMATE_SECONDS_PER_STEP = 1.14
+
+TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+# Local steps before the training exists; after it, the status is Replicate's.
+_BEFORE_CREATE = ("preparing", "uploaded", "creating")
+# A training create that was sent but not seen in the list after this long never happened
+# (the official client's request timeouts are 30 s at most).
+CREATE_SETTLE_S = 120.0
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_LOG_KEEP = 64_000
+_SECRET_NAME = re.compile(r"token|api_key|secret|password", re.IGNORECASE)
+REDACTED = "**********"
+
+
+class FineTuneRequest(BaseModel):
+    """A LoRA fine-tune: a dataset, a trigger word, where the new version goes, trainer inputs.
+
+    ``images``: a folder, a list of image paths, or an existing ``.zip``. ``captions``: maps
+    an image's file name or stem to its caption (default: sidecar ``.txt`` files).
+    ``destination``: ``"owner/name"``, created (``visibility``, ``hardware``) when missing
+    and ``create_destination`` is true. Trainer inputs and ranges follow
+    ostris/flux-dev-lora-trainer; ``extra_inputs`` passes any other trainer input as is.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    images: Path | list[Path]
+    captions: dict[str, str] | None = None
+    trigger_word: str = Field("TOK", min_length=1, max_length=64)
+    destination: str
+    create_destination: bool = True
+    visibility: Literal["public", "private"] = "private"
+    hardware: str = "gpu-t4"  # the destination's listed hardware; trained Flux versions run on H100
+    description: str | None = None
+    trainer: str = DEFAULT_TRAINER
+    trainer_version: str | None = None
+    steps: int = Field(1000, ge=3, le=6000)
+    lora_rank: int = Field(16, ge=1, le=128)
+    learning_rate: float = Field(4e-4, gt=0, le=1)
+    batch_size: int = Field(1, ge=1, le=64)
+    resolution: str = "512,768,1024"
+    autocaption: bool = True
+    autocaption_prefix: str | None = None
+    autocaption_suffix: str | None = None
+    caption_dropout_rate: float = Field(0.05, ge=0, le=1)
+    optimizer: Literal[OPTIMIZERS] = "adamw8bit"  # type: ignore[valid-type]
+    extra_inputs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_exist(cls, value: Any) -> Any:
+        paths = [value] if isinstance(value, (str, Path)) else list(value)
+        missing = [str(p) for p in paths if not Path(p).exists()]
+        if missing:
+            raise ValueError(f"not found: {', '.join(missing)}")
+        if not isinstance(value, (str, Path)) and not paths:
+            raise ValueError("the list of image paths is empty")
+        return value
+
+    @field_validator("trigger_word")
+    @classmethod
+    def _one_token(cls, value: str) -> str:
+        if not value.strip() or any(ch.isspace() for ch in value):
+            raise ValueError("must be one word without spaces (e.g. 'TOK')")
+        return value
+
+    @field_validator("destination")
+    @classmethod
+    def _owner_name(cls, value: str) -> str:
+        if not re.fullmatch(f"{_NAME}/{_NAME}", value):
+            raise ValueError(f"{value!r} is not 'owner/name' (letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_name(cls, value: str) -> str:
+        if not re.fullmatch(f"{_NAME}/{_NAME}(:[0-9a-f]{{64}})?", value):
+            raise ValueError(f"{value!r} is not 'owner/name' or 'owner/name:<64-hex version>'")
+        return value
+
+    @field_validator("trainer_version")
+    @classmethod
+    def _hex_version(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX64.match(value):
+            raise ValueError("must be a 64-character lowercase hex version id")
+        return value
+
+    @field_validator("hardware")
+    @classmethod
+    def _known_hardware(cls, value: str) -> str:
+        if value not in HARDWARE_USD_PER_SECOND:
+            raise ValueError(f"{value!r} is not a Replicate hardware SKU "
+                             f"({', '.join(HARDWARE_USD_PER_SECOND)})")
+        return value
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _resolution_list(cls, value: Any) -> Any:
+        if isinstance(value, int):
+            value = [value]
+        if isinstance(value, (list, tuple)):
+            value = ",".join(str(v) for v in value)
+        parts = [p.strip() for p in str(value).split(",")]
+        if not parts or not all(p.isdigit() and 256 <= int(p) <= 2048 for p in parts):
+            raise ValueError(f"{value!r}: give comma-separated sizes from 256 to 2048 (e.g. '512,768,1024')")
+        return ",".join(parts)
+
+    @model_validator(mode="after")
+    def _resolve_trainer(self) -> FineTuneRequest:
+        if ":" in self.trainer:
+            name, version = self.trainer.split(":", 1)
+            if self.trainer_version not in (None, version):
+                raise ValueError("trainer_version contradicts the version in trainer")
+            self.trainer, self.trainer_version = name, version
+        if self.trainer_version is None:
+            if self.trainer != DEFAULT_TRAINER:
+                raise ValueError(f"trainer_version is required for trainer {self.trainer!r}")
+            self.trainer_version = DEFAULT_TRAINER_VERSION
+        clashes = set(self.extra_inputs) & (set(_NAMED_INPUTS) | {"input_images"})
+        if clashes:
+            raise ValueError(f"extra_inputs repeats named fields {sorted(clashes)}: set those fields instead")
+        return self
+
+    @property
+    def trainer_ref(self) -> str:
+        return f"{self.trainer}:{self.trainer_version}"
+
+    def training_input(self, input_images: str, *, redact: bool = False) -> dict[str, Any]:
+        """The trainer's ``input``: every named setting, explicit, so the record says what ran.
+        ``redact``: secret inputs (tokens, keys) replaced by a marker, for storing."""
+        values = {name: getattr(self, name) for name in _NAMED_INPUTS}
+        values = {k: v for k, v in values.items() if v is not None}
+        extra = {k: REDACTED if redact and k in self.secret_inputs() else v for k, v in self.extra_inputs.items()}
+        return {"input_images": input_images, **values, **extra}
+
+    def secret_inputs(self) -> dict[str, Any]:
+        """Trainer inputs that hold credentials (``hf_token``, ``wandb_api_key``, ...)."""
+        return {k: v for k, v in self.extra_inputs.items() if _SECRET_NAME.search(k)}
+
+    def __repr_args__(self):  # secret inputs never appear in a repr
+        for name, value in super().__repr_args__():
+            if name == "extra_inputs":
+                value = {k: REDACTED if _SECRET_NAME.search(k) else v for k, v in value.items()}
+            yield name, value
+
+    def estimate_cost_usd(self) -> float:
+        price = HARDWARE_USD_PER_SECOND[TRAINER_HARDWARE.get(self.trainer, "gpu-h100")]
+        return round((ESTIMATE_SETUP_S + ESTIMATE_SECONDS_PER_STEP * self.steps) * price, 4)
+
+
+_NAMED_INPUTS = ("trigger_word", "steps", "lora_rank", "learning_rate", "batch_size", "resolution",
+                 "autocaption", "autocaption_prefix", "autocaption_suffix", "caption_dropout_rate",
+                 "optimizer")
+
+
+class FineTuneTimeout(FineTuneError, TimeoutError):
+    """`FineTuneJob.wait` ran out of time; the training goes on and can be waited on again."""
+
+
+def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) -> FineTuneJob:
+    """Check the dataset, record the job, then upload and create the training.
+
+    Nothing is uploaded or paid for until the dataset passes every check and the estimate
+    fits the client's budget. The returned job is in the store before any remote call.
+    """
+    from .dataset import load_dataset
+
+    if not isinstance(request, FineTuneRequest):
+        request = FineTuneRequest.model_validate(request)
+    if not client.settings.token():
+        raise ConfigError("fine-tuning on Replicate needs REPLICATE_API_TOKEN (or replicate_api_token=...)")
+    dataset = load_dataset(request.images, request.captions)
+    estimate = request.estimate_cost_usd()
+    if client.budget_usd is not None and estimate > client.budget_usd - client.spent_usd + 1e-12:
+        raise BudgetExceededError(
+            f"the training would cost about ${estimate:.2f}; ${client.budget_usd - client.spent_usd:.2f} "
+            f"of the budget is left", estimate_usd=estimate, remaining_usd=client.budget_usd - client.spent_usd)
+
+    store = JobStore.for_client(client)
+    job_id = "ft-" + uuid.uuid4().hex[:16]
+    zip_path = dataset.write_zip(store.db.job_dir(job_id) / f"{_zip_stem(request)}.zip")
+    now = time.time()
+    record = store.db.insert(JobRecord(
+        id=job_id, created_at=now, updated_at=now, status="preparing",
+        destination=request.destination, trainer=request.trainer_ref,
+        request_json=request.model_dump_json(exclude={"extra_inputs"}), dataset_digest=dataset.digest,
+        training_input_json=json.dumps(request.training_input("", redact=True)), zip_path=str(zip_path),
+        estimate_usd=estimate, warnings_json=json.dumps(dataset.warnings)))
+    job = FineTuneJob(store, record, secrets=request.secret_inputs())
+    job._advance()
+    return job
+
+
+def _zip_stem(request: FineTuneRequest) -> str:
+    from .dataset import safe_stem
+
+    return safe_stem(request.destination.split("/", 1)[1]) + "-dataset"
+
+
+class JobStore:
+    """Fine-tune jobs in the durable store under ``settings.home``, as `FineTuneJob` handles."""
+
+    def __init__(self, settings: Settings, client: ImageGen | None = None):
+        self.settings = settings
+        self.client = client
+        self.db = JobDatabase(settings.home)
+        self._api: Any = None
+
+    def api(self) -> Any:
+        """The official ``replicate`` client for these settings (one per store)."""
+        if self._api is None:
+            import replicate
+
+            token = self.settings.token()
+            if not token:
+                raise ConfigError("REPLICATE_API_TOKEN is not set")
+            self._api = replicate.Client(api_token=token, base_url=self.settings.replicate_base_url)
+        return self._api
+
+    @classmethod
+    def for_client(cls, client: ImageGen) -> JobStore:
+        return cls(client.settings, client)
+
+    def list(self) -> list[FineTuneJob]:
+        """Every job, newest first."""
+        return [FineTuneJob(self, record) for record in self.db.list()]
+
+    def get(self, job_id: str) -> FineTuneJob:
+        """A job by its id (``ft-…``) or by the Replicate training id."""
+        record = self.db.get(job_id)
+        if record is None:
+            raise FineTuneError(f"no fine-tune job {job_id!r} in {self.db.path}")
+        return FineTuneJob(self, record)
+
+
+class FineTuneJob:
+    """A handle on one stored fine-tune. Attributes read the store; `refresh` asks Replicate.
+
+    ``status``: ``preparing`` / ``uploaded`` / ``creating`` before the training exists, then
+    Replicate's ``starting``, ``processing``, ``succeeded``, ``failed``, ``canceled``, ``aborted``.
+    """
+
+    def __init__(self, store: JobStore, record: JobRecord, secrets: dict[str, Any] | None = None):
+        self._store = store
+        self._record = record
+        self._secrets = dict(secrets or {})  # secret trainer inputs: in memory only
+
+    # -- what the store knows ------------------------------------------------------------
+
+    id = property(lambda self: self._record.id)
+    training_id = property(lambda self: self._record.training_id)
+    status = property(lambda self: self._record.status)
+    destination = property(lambda self: self._record.destination)
+    trainer = property(lambda self: self._record.trainer)
+    logs = property(lambda self: self._record.logs or "")
+    error = property(lambda self: self._record.error)
+    warnings = property(lambda self: self._record.warnings)
+    metrics = property(lambda self: self._record.metrics)
+    estimate_usd = property(lambda self: self._record.estimate_usd or 0.0)
+    weights_url = property(lambda self: self._record.weights_url)
+
+    @property
+    def version(self) -> str | None:
+        """``"owner/name:<version>"`` once succeeded; ``model=`` takes ``"replicate:" + version``."""
+        return self._record.version
+
+    @property
+    def model(self) -> str | None:
+        return f"replicate:{self._record.version}" if self._record.version else None
+
+    @property
+    def lora_path(self) -> Path | None:
+        """The trained ``lora.safetensors`` kept in the store, once downloaded."""
+        return Path(self._record.lora_path) if self._record.lora_path else None
+
+    @property
+    def cost_usd(self) -> float:
+        """Actual (run time × hardware price) once Replicate reports it, else the estimate."""
+        actual = self._record.actual_usd
+        return actual if actual is not None else self.estimate_usd
+
+    @property
+    def cost_is_actual(self) -> bool:
+        return self._record.actual_usd is not None
+
+    @property
+    def card(self) -> ModelCard | None:
+        from .catalog import ModelCard
+
+        return ModelCard.model_validate_json(self._record.card_json) if self._record.card_json else None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+    def __repr__(self) -> str:
+        extra = f" training={self.training_id}" if self.training_id else ""
+        extra += f" version={self.version}" if self.version else ""
+        return f"<FineTuneJob {self.id} {self.status} -> {self.destination}{extra}>"
+
+    # -- actions -------------------------------------------------------------------------
+
+    def refresh(self) -> FineTuneJob:
+        """Ask Replicate for the training's state; finish up (card, weights) once succeeded.
+
+        Before the training is known, this only looks for it (a create sent by a process that
+        died before writing the answer down); it never creates one: `resume` does."""
+        record = self._reload()
+        if record.training_id is None:
+            if record.status == "creating":
+                self._adopt_if_created(self._api(), record)
+            return self
+        if record.status not in TERMINAL:
+            self._apply(self._api_json("GET", f"/v1/trainings/{record.training_id}"))
+        elif record.status == "succeeded" and record.card_json is None:
+            self._finish()
+        return self
+
+    def resume(self, secrets: dict[str, Any] | None = None) -> FineTuneJob:
+        """Carry on a job that stopped before its training was created (upload, create).
+
+        A create that may have been sent is first looked for in the training list, so a
+        crash between the create and writing its answer down never makes a second training.
+        ``secrets``: secret trainer inputs (e.g. ``hf_token``), which the store never keeps."""
+        self._secrets.update(secrets or {})
+        self._advance()
+        return self
+
+    def wait(self, timeout: float | None = None, poll_interval: float = 5.0) -> FineTuneJob:
+        """Poll until the training ends; resumes a job interrupted before its create.
+
+        Raises `FineTuneError` when the training failed, `FineTuneTimeout` (also a
+        ``TimeoutError``) after ``timeout`` seconds; the job can be waited on again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._reload().status in _BEFORE_CREATE:
+                self.resume()
+            self.refresh()
+            if self.done:
+                if self.status in ("failed", "aborted"):
+                    tail = [line for line in self.logs.splitlines() if line.strip()][-5:]
+                    raise FineTuneError(f"training {self.training_id} {self.status}: "
+                                        f"{self.error or 'no error given'}", tail)
+                return self
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise FineTuneTimeout(f"job {self.id} is still {self.status} after {timeout} s; "
+                                      f"wait again with gen.job({self.id!r}).wait()")
+            time.sleep(poll_interval if left is None else max(0.0, min(poll_interval, left)))
+
+    def cancel(self) -> FineTuneJob:
+        """Cancel the training (Replicate bills the time it ran), or the job before it starts."""
+        record = self._reload()
+        if record.status in TERMINAL:
+            return self
+        if record.training_id is None:
+            stopped = self._store.db.update(record.id, expect_status=("preparing", "uploaded"),
+                                            status="canceled", actual_usd=0.0)
+            if stopped is not None:
+                self._record = stopped
+                return self
+            self.refresh()  # a create is in flight: find the training, then cancel it
+            if self.training_id is None:
+                raise FineTuneError(f"job {self.id}: a training create is in flight; cancel again in a moment")
+        self._apply(self._api_json("POST", f"/v1/trainings/{self.training_id}/cancel"))
+        return self
+
+    # -- the steps before the training exists ----------------------------------------------
+
+    def _advance(self) -> None:
+        db = self._store.db
+        record = db.claim(self.id, _BEFORE_CREATE)
+        if record is None:  # already past these steps, or a live process is on them
+            self._reload()
+            return
+        try:
+            api = self._api()
+            if record.status == "creating":
+                if self._adopt_if_created(api, record):
+                    return
+                if time.time() - (record.create_sent_at or 0) < CREATE_SETTLE_S:
+                    return  # the create may still land; look again later
+                record = db.update(self.id, status="uploaded", create_sent_at=None) or record
+            if record.status == "preparing":
+                self._ensure_destination(api, record)
+                uploaded = api.files.create(Path(record.zip_path or ""),
+                                            metadata={"imagegen_job": record.id})
+                record = db.update(self.id, expect_status=("preparing",), status="uploaded",
+                                   file_id=uploaded.id, file_url=uploaded.urls["get"])
+                if record is None:
+                    return  # canceled meanwhile
+            self._create(api, record)
+        except _replicate_error() as exc:
+            error = _provider_error(exc, f"job {self.id}")
+            db.update(self.id, error=str(error))
+            raise error from None
+        finally:
+            db.release(self.id)
+            self._reload()
+
+    def _create(self, api: Any, record: JobRecord) -> None:
+        import httpx
+
+        training_input = {**json.loads(record.training_input_json or "{}"), "input_images": record.file_url}
+        for name, value in training_input.items():
+            if value == REDACTED:  # secrets are never stored; this process must have them
+                if name not in self._secrets:
+                    raise FineTuneError(f"job {self.id} needs the secret input {name!r} again: "
+                                        f"gen.job({self.id!r}).resume(secrets={{{name!r}: ...}})")
+                training_input[name] = self._secrets[name]
+        # The idempotency marker: written before the call, so a crash after it means "look first".
+        marked = self._store.db.update(self.id, expect_status=("uploaded",), status="creating",
+                                       create_sent_at=time.time())
+        if marked is None:
+            return  # canceled meanwhile
+        try:
+            training = api.trainings.create(version=record.trainer, input=training_input,
+                                            destination=record.destination)
+        except _replicate_error() as exc:
+            status = getattr(exc, "status", None) or 0
+            if 400 <= status < 500:  # refused: nothing was created
+                failed = status != 429
+                self._store.db.update(self.id, status="failed" if failed else "uploaded",
+                                      create_sent_at=None, error=str(getattr(exc, "detail", "") or exc))
+                raise
+        except (httpx.TransportError, ValueError):  # sent, but no clear answer (or an unparsable one)
+            pass
+        else:
+            self._adopt(training.id)
+            return
+        if not self._adopt_if_created(api, marked):
+            from .errors import UnknownOutcomeError
+
+            raise UnknownOutcomeError(
+                f"job {self.id}: the training create got no clear answer and the training is not "
+                f"listed yet; gen.job({self.id!r}).wait() looks again before creating anything",
+                provider="replicate")
+
+    def _ensure_destination(self, api: Any, record: JobRecord) -> None:
+        request = json.loads(record.request_json)
+        owner, name = record.destination.split("/", 1)
+        try:
+            api.models.get(record.destination)
+            return
+        except _replicate_error() as exc:
+            if getattr(exc, "status", None) != 404:
+                raise
+        if not request.get("create_destination", True):
+            self._store.db.update(self.id, status="failed", error="destination does not exist")
+            raise FineTuneError(f"destination model {record.destination} does not exist; create it or "
+                                f"pass create_destination=True")
+        api.models.create(owner, name, visibility=request.get("visibility", "private"),
+                          hardware=request.get("hardware", "gpu-t4"),
+                          description=request.get("description")
+                          or f"LoRA fine-tune (trigger word {request.get('trigger_word', 'TOK')})")
+        self._store.db.update(self.id, destination_created=1)
+
+    def _adopt_if_created(self, api: Any, record: JobRecord) -> bool:
+        """Find a training this job created (its input names this job's upload) and record it."""
+        if not record.file_url:
+            return False
+        # Raw pages: the official client's Training model rejects newer statuses ("aborted").
+        url: str | None = "/v1/trainings"
+        for _ in range(20):  # newest first; a job's create is recent
+            page = api._request("GET", url).json()
+            for training in page.get("results") or []:
+                if (training.get("input") or {}).get("input_images") == record.file_url:
+                    self._adopt(training["id"])
+                    return True
+            url = page.get("next")
+            if not url:
+                break
+        return False
+
+    def _adopt(self, training_id: str) -> None:
+        self._store.db.update(self.id, training_id=training_id, status="starting")
+        self._reload()
+        self._apply(self._api_json("GET", f"/v1/trainings/{training_id}"))
+
+    # -- after the training exists -------------------------------------------------------
+
+    def _apply(self, data: dict[str, Any]) -> None:
+        status = data.get("status") or self.status
+        changes: dict[str, Any] = {"status": status, "error": data.get("error")}
+        if data.get("logs") is not None:
+            changes["logs"] = data["logs"][-_LOG_KEEP:]
+        metrics = data.get("metrics") or {}
+        if metrics:
+            changes["metrics_json"] = json.dumps(metrics)
+            if status in TERMINAL and metrics.get("predict_time") is not None:
+                hardware = TRAINER_HARDWARE.get(self.trainer.split(":")[0], "gpu-h100")
+                changes["actual_usd"] = float(metrics["predict_time"]) * HARDWARE_USD_PER_SECOND[hardware]
+        output = data.get("output") or {}
+        if status == "succeeded" and isinstance(output, dict):
+            changes["version"] = output.get("version") or self._record.version
+            changes["weights_url"] = output.get("weights") or self._record.weights_url
+        self._record = self._store.db.update(self.id, **changes) or self._reload()
+        if status == "succeeded" and self._record.card_json is None:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Keep the trained LoRA (the tar expires an hour after the run) and register the card."""
+        from .jobstore import download, extract_lora
+
+        record = self._record
+        if not record.version:
+            self._store.db.update(self.id, error="succeeded without an output version")
+            return
+        changes: dict[str, Any] = {}
+        warnings = record.warnings
+        if record.lora_path is None and record.weights_url:
+            folder = self._store.db.job_dir(self.id)
+            try:
+                tar = download(record.weights_url, folder / "trained_model.tar", self._auth_for(record.weights_url))
+                changes["weights_tar"] = str(tar)
+                changes["lora_path"] = str(extract_lora(tar, folder / "lora.safetensors"))
+            except Exception as exc:  # network, expiry, a bad archive: the version still works
+                warnings.append(f"trained weights not kept ({type(exc).__name__}: {exc}); the model "
+                                f"version {record.version} still runs on Replicate")
+        changes["warnings_json"] = json.dumps(list(dict.fromkeys(warnings)))
+        changes["card_json"] = self._make_card(record).model_dump_json()
+        self._record = self._store.db.update(self.id, **changes) or self._reload()
+
+    def _make_card(self, record: JobRecord) -> ModelCard:
+        from .jobstore import finetune_card
+
+        request = json.loads(record.request_json)
+        base = None
+        provider = (self._store.client.providers.get("replicate") if self._store.client else None)
+        if provider is not None:
+            try:
+                base = provider.card_for(record.version or "")
+            except Exception:  # noqa: BLE001 - a provider that cannot describe it falls back below
+                base = None
+        return finetune_card(record.version or "", trigger_word=request.get("trigger_word", "TOK"),
+                             trainer=record.trainer, job_id=record.id, base=base)
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _reload(self) -> JobRecord:
+        record = self._store.db.get(self.id)
+        if record is None:
+            raise FineTuneError(f"job {self.id} is no longer in the store {self._store.db.path}")
+        self._record = record
+        return record
+
+    def _api(self) -> Any:
+        return self._store.api()
+
+    def _api_json(self, method: str, path: str) -> dict[str, Any]:
+        try:
+            return self._api()._request(method, path).json()
+        except _replicate_error() as exc:
+            raise _provider_error(exc, f"job {self.id}") from None
+
+    def _auth_for(self, url: str) -> dict[str, str]:
+        """The token goes only to the API's own host, never to a CDN or another site."""
+        from urllib.parse import urlsplit
+
+        api, target = urlsplit(self._store.settings.replicate_base_url), urlsplit(url)
+        if (api.scheme, api.netloc) == (target.scheme, target.netloc):
+            return {"Authorization": f"Bearer {self._store.settings.token()}"}
+        return {}
+
+
+def _replicate_error() -> type[Exception]:
+    from replicate.exceptions import ReplicateError
+
+    return ReplicateError
+
+
+def _provider_error(exc: Exception, what: str) -> Exception:
+    from .errors import ProviderError
+
+    status = getattr(exc, "status", None)
+    detail = getattr(exc, "detail", None) or getattr(exc, "title", None) or str(exc)
+    return ProviderError(f"{what}: {detail}", provider="replicate", status=status, detail=detail,
+                         retryable=status in (429, 500, 502, 503, 504))

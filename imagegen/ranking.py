@@ -1,0 +1,79 @@
+"""Ordering capable cards by a routing strategy.
+
+Every order is total and deterministic: the built-in demo card comes last, cards cooling down
+come after healthy ones, then the strategy's key, then the cheaper, faster, better-rated card,
+and finally the card id.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .catalog import ModelCard
+    from .router import Candidate, RoutePolicy
+
+    Row = tuple[ModelCard, float, float, "float | None", str, list[str], bool]
+
+_NO_ELO = float("-inf")
+
+
+def rank(rows: list[Row], policy: RoutePolicy, count: int) -> list[Candidate]:
+    """``rows``: (card, cost_usd, latency_s, elo, elo_note, warnings, cooling) per capable card."""
+    from .router import Candidate
+
+    strategy = policy.strategy
+    if strategy == "balanced":
+        scores = balanced_utilities(rows, policy.weights, count)
+    keyed = []
+    for i, (card, cost, latency, elo, note, warnings, cooling) in enumerate(rows):
+        per_image = cost / count
+        elo_key = -elo if elo is not None else 0.0
+        unrated = elo is None
+        if strategy == "cost":
+            score, key = 0.0 - per_image, (per_image, latency, unrated, elo_key)
+        elif strategy == "quality":
+            score, key = (elo if elo is not None else _NO_ELO), (unrated, elo_key, per_image, latency)
+        elif strategy == "speed":
+            score, key = 0.0 - latency, (latency, per_image, unrated, elo_key)
+        else:
+            score = scores[i]
+            key = (-score, per_image, latency, unrated, elo_key)
+        candidate = Candidate.model_construct(card=card, score=score, cost_usd=cost, latency_s=latency,
+                                              warnings=warnings, elo=elo, elo_note=note)
+        keyed.append(((card.kind == "builtin", cooling, *key, card.id), candidate))
+    keyed.sort(key=lambda pair: pair[0])
+    return [candidate for _, candidate in keyed]
+
+
+def balanced_utilities(rows: list[Row], weights: dict[str, float], count: int) -> list[float]:
+    """Weighted utility in [0, 1] per row.
+
+    Quality is the chance of being preferred over the best-rated candidate (the Elo win
+    probability, doubled so the best scores 1; unknown Elo scores 0), because an Elo gap means
+    a preference rate, not a linear amount. Cost and latency are scaled min-max: 1 for the
+    cheapest or fastest, 0 for the dearest or slowest. The demo card is left out of the
+    scaling so its zero cost does not squash the real models' differences.
+    """
+    real = [r for r in rows if r[0].kind != "builtin"] or rows
+    costs = [r[1] / count for r in real]
+    latencies = [r[2] for r in real]
+    elos = [r[3] for r in real if r[3] is not None]
+    best = max(elos) if elos else None
+    w_q, w_c, w_s = (weights.get(k, 0.0) for k in ("quality", "cost", "speed"))
+    total = w_q + w_c + w_s
+    lo_c, hi_c, lo_l, hi_l = min(costs), max(costs), min(latencies), max(latencies)
+    utilities = []
+    for _card, cost, latency, elo, *_ in rows:
+        q = 0.0 if elo is None or best is None else 2.0 / (1.0 + 10.0 ** ((best - elo) / 400.0))
+        c = _down(cost / count, lo_c, hi_c)
+        s = _down(latency, lo_l, hi_l)
+        utilities.append((w_q * min(q, 1.0) + w_c * c + w_s * s) / total)
+    return utilities
+
+
+def _down(value: float, lo: float, hi: float) -> float:
+    """1 at the low end, 0 at the high end, clipped (the demo card may lie outside)."""
+    if hi <= lo:
+        return 1.0
+    return min(1.0, max(0.0, (hi - value) / (hi - lo)))

@@ -1,0 +1,234 @@
+"""How an emulated job moves: starting -> processing -> succeeded | failed | canceled | aborted.
+
+One daemon thread per job sleeps through the configured queue and processing times, renders
+outputs, and sends webhooks. Cancel and ``Cancel-After`` deadlines end a job early.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import threading
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from imagegen.testing import _images, _schemas, _weights
+from imagegen.testing._delivery import DEFAULT_EVENTS
+from imagegen.testing._state import JobRecord, VersionRecord
+
+if TYPE_CHECKING:
+    from imagegen.testing._fake import FakeReplicate
+
+# cog-flux's message when the safety checker flags every image; BFL's for the pro models.
+NSFW_ALL_FLAGGED = ("All generated images contained NSFW content. "
+                    "Try running it again with a different prompt.")
+NSFW_PRO = "The input or output was flagged as sensitive. (E005)"
+_PROGRESS_THROTTLE_S = 0.5  # output/logs webhooks: at most one per 500 ms
+
+
+def start_job(fake: FakeReplicate, job: JobRecord) -> None:
+    threading.Thread(target=_run, args=(fake, job), name=f"fake-replicate-{job.id}",
+                     daemon=True).start()
+
+
+def cancel_job(fake: FakeReplicate, job: JobRecord) -> None:
+    with fake._store.changed:
+        if job.done:
+            return
+        job.status = "canceled"
+        job.completed_at = time.time()
+        fake._store.changed.notify_all()
+    emit(fake, job, "completed")
+
+
+def emit(fake: FakeReplicate, job: JobRecord, event: str, *, last: dict | None = None) -> None:
+    """Send ``event`` for ``job`` if it asked for it (throttling output/logs like Replicate)."""
+    if not job.webhook:
+        return
+    wanted = job.webhook_events_filter or DEFAULT_EVENTS
+    if event not in wanted:
+        return
+    if last is not None and event in ("output", "logs"):
+        now = time.monotonic()
+        if now - last.get("progress", -1e9) < _PROGRESS_THROTTLE_S and "completed" in wanted:
+            return  # throttled: the completed delivery carries the newest state
+        last["progress"] = now
+    with fake._store.lock:
+        payload = fake._job_json(job)
+    if fake._webhooks is not None:
+        fake._webhooks.send(job.id, event, job.webhook, payload)
+
+
+def _wait_until(fake: FakeReplicate, job: JobRecord, until: float) -> bool:
+    """Sleep until ``until``; False if the job ended meanwhile. Caller holds the lock."""
+    while not job.done:
+        left = until - time.time()
+        if left <= 0:
+            return True
+        fake._store.changed.wait(left)
+    return False
+
+
+def _end_by_deadline(fake: FakeReplicate, job: JobRecord, started: bool) -> None:
+    job.status = "canceled" if started else "aborted"
+    job.completed_at = time.time()
+    fake._store.changed.notify_all()
+
+
+def _run(fake: FakeReplicate, job: JobRecord) -> None:
+    store = fake._store
+    last: dict = {}
+    is_training = job.kind == "training"
+    with store.changed:
+        start_at = job.created_at + fake.queue_time_s
+        if job.deadline is not None and job.deadline < start_at:
+            if _wait_until(fake, job, job.deadline):
+                _end_by_deadline(fake, job, started=False)
+            ended = True
+        else:
+            ended = not _wait_until(fake, job, start_at)
+        if not ended:
+            job.status = "processing"
+            job.started_at = time.time()
+            job.logs = _first_logs(job)
+            store.changed.notify_all()
+    if ended:
+        emit(fake, job, "completed")
+        return
+    emit(fake, job, "start")
+    emit(fake, job, "logs", last=last)
+
+    duration = fake.training_time_s if is_training else fake.processing_time_s
+    with store.changed:
+        finish_at = (job.started_at or time.time()) + duration
+        if job.deadline is not None and job.deadline < finish_at:
+            if _wait_until(fake, job, job.deadline):
+                _end_by_deadline(fake, job, started=True)
+            ended = True
+        else:
+            ended = not _wait_until(fake, job, finish_at)
+    if ended:
+        emit(fake, job, "completed")
+        return
+
+    try:
+        outcome = _train(fake, job) if is_training else _predict(fake, job)
+    except Exception as exc:  # an emulator bug must still end the job visibly
+        outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
+    status, output, error = outcome
+    with store.changed:
+        if job.done:  # canceled while rendering
+            ended = True
+        else:
+            if output is not None:
+                job.output = output
+                job.logs += "Done.\n" if not is_training else "Training complete.\n"
+                store.changed.notify_all()
+    if ended:
+        emit(fake, job, "completed")
+        return
+    if output is not None:
+        emit(fake, job, "output", last=last)
+    with store.changed:
+        if not job.done:
+            job.status = status
+            job.error = error
+            job.completed_at = time.time()
+            store.changed.notify_all()
+    emit(fake, job, "completed")
+
+
+def _first_logs(job: JobRecord) -> str:
+    if job.kind == "training":
+        steps = int(job.effective_input.get("steps", 1000))
+        return (f"flux_train_replicate:   0%|          | 0/{steps} [00:00<?, ?it/s]\n"
+                f"flux_train_replicate:  50%|#####     | {steps // 2}/{steps} "
+                f"[00:01<00:01, 500.00it/s]\n")
+    return f"Using seed: {job.seed}\n"
+
+
+def _predict(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | None]:
+    spec, effective = job.spec, job.effective_input
+    if fake.prediction_error:
+        return ("failed", None, fake.prediction_error)
+    prompt = str(effective.get("prompt", ""))
+    flagged = (fake.nsfw_marker and fake.nsfw_marker.lower() in prompt.lower()
+               and not effective.get("disable_safety_checker", False))
+    if flagged:
+        return ("failed", None, NSFW_ALL_FLAGGED if spec.output == "list" else NSFW_PRO)
+    ext = _schemas.output_extension(effective)
+    count = int(effective.get("num_outputs", 1)) if spec.output == "list" else 1
+    quality = int(effective.get("output_quality", 80))
+    urls = []
+    for i in range(count):
+        data = _images.render_image(prompt, int(job.seed or 0), i,
+                                    job.requested_size or (1024, 1024), ext, quality)
+        path = f"/delivery/{job.id}/out-{i}.{ext}"
+        fake._store_blob(path, data, _images.MIME_TYPES[ext])
+        job.images.append(data)
+        urls.append(fake.base_url + path)
+    job.image_mime = _images.MIME_TYPES[ext]
+    job.image_urls = urls
+    return ("succeeded", urls if spec.output == "list" else urls[0], None)
+
+
+def _train(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | None]:
+    effective = job.effective_input
+    problem = _input_images_problem(fake, effective)
+    if problem:
+        return ("failed", None, problem)
+    destination = fake._store.models.get(job.destination or "")
+    if destination is None:  # deleted while training
+        return ("failed", None, "The specified training destination does not exist")
+    version_id = _schemas.synthetic_version_id(f"training:{job.id}")
+    trained_spec = _schemas.ModelSpec(destination.full_name, version_id,
+                                      _schemas.TRAINED_VERSION_INPUTS, "list",
+                                      is_official=False, source="flux-fine-tuner output")
+    tar_path = f"/delivery/{job.id}/trained_model.tar"
+    fake._store_blob(tar_path, _weights.trained_model_tar(job.id, effective),
+                     "application/x-tar")
+    fake._store.add_version(destination, VersionRecord(version_id, destination.full_name,
+                                                       trained_spec, time.time()))
+    job.version_created = f"{destination.full_name}:{version_id}"
+    return ("succeeded", {"version": job.version_created,
+                          "weights": fake.base_url + tar_path}, None)
+
+
+def _input_images_problem(fake: FakeReplicate, effective: dict) -> str | None:
+    url = effective.get("input_images")
+    if not url:
+        if effective.get("skip_training_and_use_pretrained_hf_lora_url"):
+            return None
+        # Message chosen here; train.py's exact text for a missing dataset was not recorded.
+        return "input_images is required"
+    content = _resolve_input_file(fake, str(url))
+    if content is None:
+        # A remote URL the emulator cannot fetch: judge by its name, as suffix checks do.
+        ok = urlsplit(str(url)).path.lower().endswith((".zip", ".tar"))
+    else:
+        ok = content.startswith(b"PK\x03\x04") or _is_tar(content)
+    return None if ok else "input_images must be a zip file"
+
+
+def _resolve_input_file(fake: FakeReplicate, url: str) -> bytes | None:
+    if url.startswith("data:"):
+        try:
+            return base64.b64decode(url.split(",", 1)[1])
+        except (IndexError, ValueError):
+            return b""
+    match = re.search(r"/v1/files/([^/?#]+)", url)
+    if match and url.startswith(fake.base_url):
+        record = fake._store.files.get(match.group(1))
+        return record.content if record else b""
+    return None
+
+
+def _is_tar(content: bytes) -> bool:
+    return len(content) > 262 and content[257:262] == b"ustar"
+
+
+def new_seed() -> int:
+    # cog-flux draws a 16-bit seed from os.urandom when none is given.
+    return int.from_bytes(os.urandom(2), "big")

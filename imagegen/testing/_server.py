@@ -1,0 +1,229 @@
+"""The emulator's HTTP layer: parse, record, inject faults, authenticate, route, reply.
+
+A ``ThreadingHTTPServer`` on 127.0.0.1 speaking HTTP/1.1 with keep-alive, as httpx expects.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from imagegen.testing._http import ApiError, Reply, not_found, server_error, throttled, unauthenticated
+from imagegen.testing._routes import ROUTES, Call
+
+if TYPE_CHECKING:
+    from imagegen.testing._fake import FakeReplicate
+
+_SECRET_HEADERS = ("authorization", "cookie", "x-api-key")
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the emulator received; secrets are redacted."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    json: Any
+    body_size: int
+    fault: str | None  # the injected fault, if any
+    time: float
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, fake: FakeReplicate, address: tuple[str, int]):
+        self.fake = fake
+        self.open_connections: set[socket.socket] = set()
+        super().__init__(address, _Handler)
+
+    def close_all(self) -> None:
+        """Stop serving and end kept-alive connections, so a stopped server answers nothing."""
+        self.shutdown()
+        self.server_close()
+        for conn in list(self.open_connections):
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeReplicate"
+    timeout = 30  # idle keep-alive connections end on their own
+
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without this, Nagle plus delayed ACKs
+        # add ~40 ms to every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.open_connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.open_connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:  # the client or close_all() ended the connection first
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read fake.requests
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_QUERY(self) -> None:
+        self._handle()
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        fake = self.server.fake
+        body = self._read_body()
+        parts = urlsplit(self.path)
+        path = parts.path
+        # The v1 client with a base URL ending in /v1 asks for /v1/v1/...: tolerate it.
+        while path.startswith("/v1/v1/"):
+            path = path[3:]
+        query = dict(parse_qsl(parts.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        route, params = _match(self.command, path)
+        is_create = bool(route and route.is_create)
+        plan = fake._faults.plan(self.command, path, is_create)
+        fault = plan.before or plan.after_create
+        fake._record(RecordedRequest(self.command, path, query, _redact(headers),
+                                     _maybe_json(body, headers), len(body), fault, time.time()))
+        if plan.before == "reset":
+            return self._reset()
+        if plan.before == "slow":
+            time.sleep(fake._faults.faults.slow_s)
+        try:
+            if plan.before == "429":
+                raise throttled(fake._faults.faults.retry_after_s)
+            if plan.before == "5xx":
+                raise server_error(fake._faults.faults.status_5xx)
+            if route is None:
+                raise not_found()
+            if route.auth and not fake._authorized(headers.get("authorization", "")):
+                raise unauthenticated()
+            limited = fake._rate_limit("create" if is_create else "other")
+            if limited is not None:
+                raise throttled(limited)
+            reply = route.handler(fake, Call(self.command, path, query, headers, body,
+                                             params, plan))
+        except ApiError as exc:
+            reply = exc.reply
+        if plan.after_create and reply.status < 300:
+            # The create is committed; the client only sees a failure.
+            if plan.after_create == "reset_after_create":
+                return self._reset()
+            reply = server_error(fake._faults.faults.status_5xx).reply
+        self._send(reply, is_create)
+
+    def _send(self, reply: Reply, is_create: bool) -> None:
+        fake = self.server.fake
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        remaining = fake._remaining("create" if is_create else "other")
+        self.send_header("ratelimit-remaining", str(remaining))
+        self.send_header("ratelimit-reset", "1")
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        if reply.stream is not None:
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for chunk in reply.stream():
+                self.wfile.write(chunk)
+                self.wfile.flush()
+            return
+        data = reply.encoded()
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _reset(self) -> None:
+        # SO_LINGER 0 makes close() send a TCP RST: the client sees a reset, no response.
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+
+
+def _match(method: str, path: str):
+    path_matched = False
+    for route in ROUTES:
+        found = route.pattern.match(path)
+        if found:
+            path_matched = True
+            if route.method == method:
+                return route, found.groupdict()
+    if path_matched:
+        return _METHOD_NOT_ALLOWED, {}
+    return None, {}
+
+
+def _method_not_allowed(fake: FakeReplicate, call: Call) -> Reply:
+    return Reply(405, {"detail": f'Method "{call.method}" not allowed.', "status": 405},
+                 content_type="application/problem+json")
+
+
+class _NotAllowedRoute:
+    is_create = False
+    auth = True
+    handler = staticmethod(_method_not_allowed)
+
+
+_METHOD_NOT_ALLOWED = _NotAllowedRoute()
+
+
+def _redact(headers: dict[str, str]) -> dict[str, str]:
+    return {k: ("<redacted>" if k in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def _maybe_json(body: bytes, headers: dict[str, str]) -> Any:
+    if not body or "json" not in headers.get("content-type", ""):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def make_server(fake: FakeReplicate, host: str, port: int) -> _Server:
+    return _Server(fake, (host, port))

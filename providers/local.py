@@ -1,0 +1,263 @@
+"""`LocalProvider`: Stable Diffusion 1.x / SDXL on the user's own machine, with diffusers.
+
+It speaks the AUTOMATIC1111 vocabulary (samplers, seeds, weights, LoRA tags, hires fix, clip
+skip, infotext). Model references: `local:demo`, `local:<path>` or a name in IMAGEGEN_MODELS_DIR.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from imagegen.catalog import Capabilities, Elo, ModelCard, Price
+from imagegen.errors import ConfigError, ModelLoadError
+from imagegen.prompt.a1111 import extract_extra_networks
+
+from .base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
+from .local_files import (
+    addnet_hash,
+    file_hash,
+    find_checkpoints,
+    resolve_checkpoint,
+    resolve_controlnet,
+    resolve_lora,
+    resolve_vae,
+)
+from .local_schedulers import choose_scheduler
+
+if TYPE_CHECKING:
+    from imagegen.request import GenerateRequest
+    from imagegen.result import GenerateResult
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "imagegen" / "models" / "demo"
+DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's default "Sampling method"
+DEFAULT_STEPS = 20
+DEFAULT_CFG = 7.0
+OPTIONS = {  # provider_options["local"] keys -> expected type
+    "attention_slicing": bool, "vae_tiling": bool, "vae_slicing": bool, "cpu_offload": bool,
+    "dtype": str, "config": str,
+}
+DTYPES = ("float16", "bfloat16", "float32")
+_PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no charge", date="2026-11-24")
+_FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", "demo": "imagegen demo model"}
+
+
+def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
+    caps = Capabilities(
+        negative_prompt=True, seed=True, lora=family != "demo", img2img=True, inpaint=True,
+        controlnet=family != "demo", hires_fix=True, clip_skip=family != "sdxl", sampler=True, cfg=True,
+        max_images_per_call=8, custom_size=True, min_side=64, max_side=4096,
+    )
+    return ModelCard(
+        id=f"local:{ref}", provider="local", family=family, display_name=display, price=_PRICE,
+        elo=Elo(value=None, source="no arena rating for local checkpoints", date="2026-11-24"),
+        latency_s=2.0 if family == "demo" else 20.0, default_steps=DEFAULT_STEPS, capabilities=caps,
+        kind=kind, notes=f"{_FAMILY_NAMES[family]}; cost 0 USD plus GPU-seconds",
+    )
+
+
+class LocalProvider(BaseProvider):
+    name = "local"
+
+    def __init__(self, settings: Any = None):
+        super().__init__(settings)
+        from .local_pipeline import PipelineCache
+
+        self.cache = PipelineCache()
+        self._upscalers: dict[str, Any] = {}
+        self._hashes: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    # -- cards --------------------------------------------------------------------------
+
+    def models(self) -> list[ModelCard]:
+        cards = []
+        if (DEMO_DIR / "model_index.json").is_file():
+            cards.append(_card("demo", "demo", "builtin", "imagegen demo (tiny, trained on shapes)"))
+        for name, family in find_checkpoints(self.settings.models_dir):
+            cards.append(_card(name, family, "user", name))
+        return cards
+
+    def card_for(self, model: str) -> ModelCard | None:
+        if model == "demo":
+            if not (DEMO_DIR / "model_index.json").is_file():
+                raise ModelLoadError(f"the demo model is not installed (expected {DEMO_DIR})")
+            return _card("demo", "demo", "builtin", "imagegen demo (tiny, trained on shapes)")
+        path = resolve_checkpoint(model, self.settings.models_dir)
+        if path is None:
+            return None
+        from .local_pipeline import checkpoint_family
+
+        return _card(model, checkpoint_family(path), "user", path.name)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
+        result = check_capabilities(request, card)
+        options(request)
+        result.warnings += choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER).warnings
+        if request.midjourney is not None and not request.midjourney.is_empty():
+            used = sorted(request.midjourney.model_dump(exclude_defaults=True))
+            result.warnings.append(f"Midjourney options ignored by local models: {', '.join(used)}")
+        return result
+
+    # -- generation -----------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest, card: ModelCard, *,
+                 progress: ProgressCallback | None = None) -> GenerateResult:
+        with self._lock:
+            return self._generate(request, card, progress)
+
+    def _generate(self, request: GenerateRequest, card: ModelCard,
+                  progress: ProgressCallback | None) -> GenerateResult:
+        from imagegen.result import GeneratedImage, GenerateResult
+
+        from .base import Progress
+        from .local_pipeline import pick_device
+        from .local_run import Run
+
+        started = time.perf_counter()
+        opts = options(request)
+        warnings: list[str] = []
+        path = DEMO_DIR if card.model == "demo" else resolve_checkpoint(card.model, self.settings.models_dir)
+        if path is None:
+            raise ModelLoadError(f"checkpoint {card.model!r} not found in {self.settings.models_dir}")
+        device, dtype = pick_device(self.settings.device)
+        dtype = opts.get("dtype", dtype)
+        offload = bool(opts.get("cpu_offload", False))
+        if offload and device == "cpu":
+            warnings.append("cpu_offload ignored: the model already runs on the CPU")
+            offload = False
+        if progress is not None:
+            progress(Progress(stage="load", message=str(path)))
+        model, load_s = self.cache.get(path, device, dtype, cpu_offload=offload,
+                                       config=Path(opts["config"]) if "config" in opts else None)
+
+        prompt, tag_loras = extract_extra_networks(request.prompt, warnings)
+        loras = [*tag_loras, *request.loras]
+        lora_files = [(resolve_lora(lora.name, self.settings.models_dir), lora.weight) for lora in loras]
+        model.set_loras(lora_files)
+        vae_path = resolve_vae(request.vae, self.settings.models_dir)
+        model.set_vae(vae_path)
+
+        spec, size = self._spec(request, model, prompt, opts)
+        model.apply_memory(model.base, opts)
+        run = Run(model, spec, progress, self._upscalers)
+        output = run.execute()
+        warnings += output.warnings
+
+        infotexts = self._infotexts(request, card, model, spec, loras, lora_files, vae_path, output)
+        images = [GeneratedImage.from_pil(image, format=request.output_format, seed=seed, infotext=text)
+                  for image, seed, text in zip(output.images, spec.seeds, infotexts)]
+        return GenerateResult(
+            images=images, provider=self.name, model=card.id, cost_usd=0.0,
+            latency_s=time.perf_counter() - started, load_s=load_s, gpu_seconds=output.gpu_seconds,
+            warnings=warnings,
+            raw={"device": device, "dtype": dtype, "scheduler": spec.scheduler.class_name,
+                 "scheduler_flags": spec.scheduler.flags, "first_pass_steps": output.first_pass_steps,
+                 "hires_steps": output.hires_steps, "size": size},
+        )
+
+    def _spec(self, request: GenerateRequest, model: Any, prompt: str, opts: dict) -> tuple[Any, tuple]:
+        from PIL import Image
+
+        from .local_run import RunSpec
+
+        base = model.base
+        init = request.init_image.to_pil().convert("RGB") if request.init_image is not None else None
+        if init is not None and not (request.width or request.height or request.aspect_ratio):
+            width, height = init.width // 8 * 8, init.height // 8 * 8
+        else:
+            width, height = request.size(base.unet.config.sample_size * base.vae_scale_factor)
+        if init is not None and init.size != (width, height):
+            init = init.resize((width, height), Image.LANCZOS)  # A1111 resize mode "Just resize"
+        mask = request.mask_image.to_pil().convert("L").resize((width, height)) if request.mask_image else None
+        seed = request.seed if request.seed_fixed else 0
+        spec = RunSpec(
+            prompt=prompt, negative=request.negative_prompt, width=width, height=height,
+            steps=request.steps or DEFAULT_STEPS, cfg=DEFAULT_CFG if request.cfg_scale is None else request.cfg_scale,
+            seeds=[seed + i for i in range(request.image_count)], batch_size=request.batch_size,
+            scheduler=choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER),
+            clip_skip=request.clip_skip if model.family != "sdxl" else None,
+            init_image=init, mask_image=mask,
+            denoising_strength=0.75 if request.denoising_strength is None else request.denoising_strength,
+            hires=request.hires, models_dir=self.settings.models_dir,
+        )
+        for unit in request.controlnets:
+            spec.control_nets.append(self.cache.controlnet(resolve_controlnet(unit.model, self.settings.models_dir),
+                                                           model))
+            if unit.pose is not None:
+                from .openpose import render_pose
+
+                spec.control_images.append(render_pose(unit.pose, width, height))
+            else:
+                spec.control_images.append(unit.image.to_pil())
+            spec.control_weights.append(unit.weight)
+            spec.control_starts.append(unit.guidance_start)
+            spec.control_ends.append(unit.guidance_end)
+        return spec, (width, height)
+
+    def _infotexts(self, request, card, model, spec, loras, lora_files, vae_path, output) -> list[str]:
+        from imagegen import __version__
+        from imagegen.prompt.a1111 import lora_tag
+        from imagegen.prompt.infotext import format_infotext
+
+        if model.path.is_file() and model.file_hash is None:
+            model.file_hash = file_hash(model.path)[:10]
+        extra_tags = " ".join(lora_tag(lora.name, lora.weight) for lora in request.loras)
+        prompt = f"{request.prompt} {extra_tags}" if extra_tags else request.prompt
+        hires = request.hires
+        denoise = hires.denoising_strength if hires else (
+            spec.denoising_strength if spec.init_image is not None else None)
+        lora_hashes = ", ".join(f"{lora.name.replace(':', '').replace(',', '')}: {self._addnet(path)}"
+                                for lora, (path, _) in zip(loras, lora_files))
+        texts = []
+        for seed in spec.seeds:
+            params: dict[str, Any] = {
+                "Steps": spec.steps, "Sampler": spec.scheduler.label, "Schedule type": spec.scheduler.schedule,
+                "CFG scale": spec.cfg, "Seed": seed, "Size": f"{spec.width}x{spec.height}",
+                "Model hash": model.file_hash, "Model": "demo" if card.model == "demo" else model.path.stem,
+                "VAE hash": file_hash(vae_path)[:10] if vae_path and vae_path.is_file() else None,
+                "VAE": vae_path.name if vae_path else None,
+                "Denoising strength": denoise,
+                "Clip skip": spec.clip_skip if spec.clip_skip and spec.clip_skip > 1 else None,
+                "RNG": "CPU",  # one CPU generator per image (A1111's "CPU" noise source)
+            }
+            if hires:
+                if hires.resize_width or hires.resize_height:
+                    params["Hires resize"] = "x".join(map(str, output.hires_size))
+                else:
+                    params["Hires upscale"] = hires.scale
+                params["Hires steps"] = hires.steps or None
+                params["Hires upscaler"] = hires.upscaler
+            params["Lora hashes"] = lora_hashes or None
+            params["Version"] = f"imagegen {__version__}"
+            texts.append(format_infotext(params, prompt, request.negative_prompt))
+        return texts
+
+    def _addnet(self, path: Path) -> str:
+        key = str(path)
+        if key not in self._hashes:
+            self._hashes[key] = addnet_hash(path)[:12]
+        return self._hashes[key]
+
+    def close(self) -> None:
+        self.cache.clear()
+
+
+def options(request: GenerateRequest) -> dict[str, Any]:
+    """provider_options["local"], checked: an unknown key or a wrong type names the key."""
+    raw = request.provider_options.get("local", {}) or {}
+    for key, value in raw.items():
+        if key not in OPTIONS:
+            raise ConfigError(f"unknown provider_options['local'] key {key!r}; valid keys: {', '.join(OPTIONS)}")
+        if not isinstance(value, OPTIONS[key]):
+            raise ConfigError(f"provider_options['local'][{key!r}] must be a {OPTIONS[key].__name__}, "
+                              f"got {value!r}")
+    if "dtype" in raw and raw["dtype"] not in DTYPES:
+        raise ConfigError(f"provider_options['local']['dtype'] must be one of {', '.join(DTYPES)}")
+    if "config" in raw and not (Path(raw["config"]) / "model_index.json").is_file():
+        raise ConfigError(f"provider_options['local']['config']: {raw['config']} has no model_index.json")
+    return dict(raw)

@@ -1,0 +1,233 @@
+"""`ReplicateProvider`: the Flux family on Replicate (schnell, dev, dev-lora, pro, 1.1-pro,
+1.1-pro-ultra) and LoRA versions trained there (``replicate:owner/name:<version>``).
+
+Image i gets seed s+i, so each image is its own prediction (``num_outputs`` is used only when
+``provider_options["replicate"]["num_outputs"]`` asks for it). Predictions run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import io
+import random
+from typing import TYPE_CHECKING, Any
+
+from imagegen.errors import ConfigError, ProviderError
+from imagegen.request import SEED_MAX
+from imagegen.result import GeneratedImage, GenerateResult
+
+from .base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
+from .replicate_io import CallPolicy, ClaimedIds, ReplicateSession, outputs_complete
+from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards
+from .replicate_translate import Plan, PlannedPrediction, plan_request
+
+if TYPE_CHECKING:
+    from imagegen.catalog import ModelCard
+    from imagegen.request import GenerateRequest
+    from imagegen.settings import Settings
+
+_PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+NO_TOKEN = "REPLICATE_API_TOKEN is not set"
+
+
+class ReplicateProvider(BaseProvider):
+    name = "replicate"
+
+    def __init__(self, settings: Settings | None = None, *, policy: CallPolicy | None = None):
+        super().__init__(settings)
+        self.policy = policy or CallPolicy()
+        self._claimed = ClaimedIds()
+        self.last_requests = 0  # HTTP requests of the last generate call
+
+    def __repr__(self) -> str:
+        return f"<ReplicateProvider {self.settings.replicate_base_url}>"
+
+    def models(self) -> list[ModelCard]:
+        from imagegen.jobstore import finetune_cards  # succeeded fine-tunes in the job store
+
+        return official_cards() + finetune_cards(self.settings.home)
+
+    def card_for(self, model: str) -> ModelCard | None:
+        return finetune_card(model)
+
+    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
+        result = check_capabilities(request, card)
+        if not self.settings.token():
+            result.missing.insert(0, NO_TOKEN)
+        try:
+            plan = plan_request(request, card, seed=0)
+        except KeyError:
+            result.missing.append(f"{card.model} is not a Flux model this adapter can translate")
+            return result
+        result.missing.extend(plan.missing)
+        result.warnings.extend(plan.warnings)
+        return result
+
+    # -- generation -----------------------------------------------------------------------
+
+    def generate(self, request: GenerateRequest, card: ModelCard, *,
+                 progress: ProgressCallback | None = None) -> GenerateResult:
+        coro = self.agenerate(request, card, progress=progress)
+        if not _loop_running():
+            return asyncio.run(coro)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a loop
+            return pool.submit(asyncio.run, coro).result()
+
+    async def agenerate(self, request: GenerateRequest, card: ModelCard, *,
+                        progress: ProgressCallback | None = None) -> GenerateResult:
+        check = self.check(request, card)
+        if not check.ok:
+            raise ConfigError(f"{card.id} cannot serve this request: {'; '.join(check.missing)}")
+        seed = request.seed if request.seed_fixed else random.randint(0, SEED_MAX)
+        plan = plan_request(request, card, seed=seed)
+        token = self.settings.token() or ""
+        async with ReplicateSession(token, self.settings.replicate_base_url, self.policy,
+                                    self._claimed) as session:
+            run = _Run(session, plan, card, request, progress)
+            try:
+                outcomes = await run.all()
+            finally:
+                self.last_requests = session.requests
+        return run.result(outcomes)
+
+
+class _Run:
+    """The predictions of one request, run concurrently, and the result they make."""
+
+    def __init__(self, session: ReplicateSession, plan: Plan, card: ModelCard,
+                 request: GenerateRequest, progress: ProgressCallback | None):
+        self.session, self.plan, self.card, self.request = session, plan, card, request
+        self.progress = progress
+        self.open_ids: set[str] = set()
+        self.warnings: list[str] = []
+
+    async def all(self) -> list[Any]:
+        limit = asyncio.Semaphore(self.session.policy.max_concurrency)
+
+        async def guarded(planned: PlannedPrediction) -> Any:
+            async with limit:
+                try:
+                    return await self.one(planned)
+                except ProviderError as exc:  # the others' images are paid for: keep them
+                    return exc
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(guarded(p)) for p in self.plan.predictions]
+        except BaseExceptionGroup as grouped:  # a cancel from the progress callback
+            await asyncio.gather(*(self.session.cancel(i) for i in self.open_ids))
+            raise grouped.exceptions[0] from None
+        except asyncio.CancelledError:
+            await asyncio.gather(*(self.session.cancel(i) for i in self.open_ids))
+            raise
+        return [t.result() for t in tasks]
+
+    def _report(self, stage: str, planned: PlannedPrediction, message: str = "") -> None:
+        if self.progress is not None:
+            self.progress(Progress(stage, image_index=planned.first_index, total=len(
+                self.plan.predictions), message=message))
+
+    async def one(self, planned: PlannedPrediction) -> tuple[PlannedPrediction, dict, list[GeneratedImage]]:
+        session, plan = self.session, self.plan
+        self._report("queued", planned)
+        prediction = await session.create(plan.target, planned.input)
+        self.open_ids.add(prediction["id"])
+        priced_per_second = self.card.price.per_gpu_second > 0
+        prediction = await session.wait(
+            prediction, len(planned.seeds), need_metrics=priced_per_second,
+            on_status=lambda status: self._report("running", planned, status))
+        self.open_ids.discard(prediction["id"])
+        status = prediction.get("status")
+        if status != "succeeded" and not (status == "processing" and outputs_complete(
+                prediction, len(planned.seeds))):
+            raise _failure(prediction)
+        outputs = prediction["output"]
+        urls = outputs if isinstance(outputs, list) else [outputs]
+        if len(urls) < len(planned.seeds):
+            self.warnings.append(f"prediction {prediction['id']} returned {len(urls)} of "
+                                 f"{len(planned.seeds)} images (the safety checker drops flagged ones)")
+        self._report("download", planned)
+        images = []
+        for offset, url in enumerate(urls[:len(planned.seeds)]):
+            data = await session.download(url)
+            images.append(self._image(data, url, planned.seeds[offset]))
+        return planned, prediction, images
+
+    def _image(self, data: bytes, url: str, seed: int | None) -> GeneratedImage:
+        from PIL import Image
+
+        plan = self.plan
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                found = _PIL_FORMATS.get(image.format or "")
+                if found != plan.output_ext:
+                    raise ProviderError(f"output is {image.format or 'not an image'}, "
+                                        f"expected {plan.output_ext}", provider="replicate")
+                size = image.size
+                converted = None
+                if plan.convert_to:
+                    converted = GeneratedImage.from_pil(image.copy(), format=plan.convert_to)
+        except (OSError, SyntaxError) as exc:
+            raise ProviderError(f"output does not decode as {plan.output_ext}: {exc}",
+                                provider="replicate") from None
+        fmt = plan.convert_to or REPLICATE_TO_FORMAT[plan.output_ext]
+        return GeneratedImage(data=converted.data if converted else data, format=fmt,
+                              width=size[0], height=size[1], seed=seed,
+                              infotext=self._infotext(seed),
+                              url=None if url.startswith("data:") else url)
+
+    def _infotext(self, seed: int | None) -> str:
+        from imagegen.prompt.infotext import format_infotext
+
+        width, height = self.plan.size
+        return format_infotext({"Steps": self.plan.steps, "CFG scale": self.plan.guidance,
+                                "Seed": seed, "Size": f"{width}x{height}",
+                                "Model": self.card.model}, prompt=self.request.prompt)
+
+    def result(self, outcomes: list[Any]) -> GenerateResult:
+        done = [o for o in outcomes if not isinstance(o, Exception)]
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        if not done:
+            raise errors[0]
+        images, ids, predict_time = [], [], 0.0
+        for _, prediction, got in sorted(done, key=lambda o: o[0].first_index):
+            images.extend(got)
+            ids.append(prediction["id"])
+            predict_time += float((prediction.get("metrics") or {}).get("predict_time") or 0.0)
+        price = self.card.price
+        cost = price.per_image * len(images) + price.per_gpu_second * predict_time
+        warnings = list(self.warnings)
+        if errors:
+            warnings.append(f"{len(errors)} of {len(outcomes)} predictions failed; "
+                            f"{len(images)} images delivered: {errors[0]}")
+        return GenerateResult(
+            images=images, provider="replicate", model=self.card.id, cost_usd=round(cost, 6),
+            gpu_seconds=predict_time, warnings=warnings,
+            raw={"prediction_ids": ids, "requests": self.session.requests,
+                 "errors": [str(e) for e in errors]})
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _failure(prediction: dict[str, Any]) -> ProviderError:
+    status, pid = prediction.get("status"), prediction.get("id")
+    detail = {"prediction_id": pid, "status": status}
+    if status == "aborted":
+        return ProviderError(f"prediction {pid} was aborted before it started (deadline); "
+                             "not charged", provider="replicate", detail=detail)
+    if status == "canceled":
+        return ProviderError(f"prediction {pid} was canceled", provider="replicate",
+                             detail=detail, retryable=False)
+    return ProviderError(f"prediction {pid} {status}: {prediction.get('error') or 'no output'}",
+                         provider="replicate", detail=detail)
+
+
+__all__ = ["ReplicateProvider", "CallPolicy", "NO_TOKEN"]

@@ -1,0 +1,391 @@
+"""Replicate calls through the official client: create (never paying twice), wait, download.
+
+A create that surely made nothing (a 429, a refused connection) is retried. A create whose
+outcome is unknown (5xx, a reply lost after sending) is reconciled: the recent predictions are
+searched for one with exactly our input, whose seed acts as the marker. Only when none turns
+up is the create sent again; when the search itself fails, `UnknownOutcomeError` says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import threading
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+import httpx
+from tenacity import (AsyncRetrying, RetryError, retry_if_exception, retry_if_exception_type,
+                      stop_after_attempt, wait_exponential_jitter)
+
+from imagegen.errors import ProviderError, UnknownOutcomeError
+
+from .replicate_models import Target
+
+TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+_RESETS_IN = re.compile(r"~\s*(\d+(?:\.\d+)?)\s*s")
+# The last error reply seen by this task; ReplicateError keeps neither headers nor retry_after.
+_LAST_ERROR: ContextVar[tuple[int, dict[str, str], Any] | None] = ContextVar(
+    "replicate_last_error", default=None)
+
+
+@dataclass
+class CallPolicy:
+    """Timings and limits of the calls; the defaults suit the real API."""
+
+    sync_wait_s: int | bool = True  # Prefer: wait (60 s) on create, then polling
+    poll_initial_s: float = 0.5
+    poll_max_s: float = 5.0
+    get_attempts: int = 6  # GETs: on 5xx, 429 and connection errors
+    get_backoff_s: float = 0.2
+    create_attempts: int = 6  # creates: only after a 429 or when surely nothing was made
+    max_retry_after_s: float = 120.0
+    reconcile_attempts: int = 3  # searches of the recent predictions after an unknown create
+    reconcile_delay_s: float = 1.0
+    reconcile_window_s: float = 120.0  # allowed clock difference with the server
+    max_download_bytes: int = 50 * 1024 * 1024
+    timeout_s: float = 30.0
+    max_concurrency: int = 100
+
+
+class _Throttled(Exception):
+    def __init__(self, retry_after: float):
+        self.retry_after = retry_after
+
+
+class _NotCreated(Exception):
+    """The create surely made nothing (never sent, or reconciled and absent): send again."""
+
+
+class ClaimedIds:
+    """Prediction ids already owned by a call, so a reconciliation never adopts one twice."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+
+    def claim(self, prediction_id: str) -> bool:
+        with self._lock:
+            if prediction_id in self._ids:
+                return False
+            self._ids.add(prediction_id)
+            return True
+
+
+class ReplicateSession:
+    """One event loop's connection to the API: an official `replicate.Client` plus a plain
+    httpx client for output files (which never carries the token)."""
+
+    def __init__(self, token: str, base_url: str, policy: CallPolicy, claimed: ClaimedIds):
+        self._token = token
+        self.base_url = base_url.rstrip("/")
+        self.policy = policy
+        self.claimed = claimed
+        self.requests = 0
+
+    def __repr__(self) -> str:  # never shows the token
+        return f"<ReplicateSession {self.base_url}>"
+
+    async def __aenter__(self) -> ReplicateSession:
+        import replicate
+
+        limits = httpx.Limits(max_connections=self.policy.max_concurrency + 8,
+                              max_keepalive_connections=self.policy.max_concurrency + 8)
+        self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        timeout = httpx.Timeout(self.policy.timeout_s, connect=10.0)
+        self.client = replicate.Client(api_token=self._token, base_url=self.base_url,
+                                       timeout=timeout, transport=self._transport,
+                                       event_hooks={"request": [self._count],
+                                                    "response": [_remember_error]})
+        self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
+                                      event_hooks={"request": [self._count]})
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.http.aclose()
+        await self._transport.aclose()
+
+    async def _count(self, request: httpx.Request) -> None:
+        self.requests += 1
+
+    # -- create ---------------------------------------------------------------------------
+
+    async def create(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+        """Create one prediction; returns its JSON. Never leaves two paid predictions behind."""
+        policy = self.policy
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((_Throttled, _NotCreated)),
+            wait=_create_wait(policy), stop=stop_after_attempt(policy.create_attempts),
+            reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._create_once(target, payload)
+        except _Throttled as exc:
+            raise ProviderError(f"still rate limited after {policy.create_attempts} tries "
+                                f"(retry after {exc.retry_after:g}s)", provider="replicate",
+                                status=429) from None
+        except _NotCreated:
+            raise ProviderError(f"create failed {policy.create_attempts} times; nothing was "
+                                "created", provider="replicate") from None
+        raise AssertionError("unreachable")
+
+    async def _create_once(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
+        from replicate.exceptions import ReplicateError
+
+        sent_at = time.time()
+        _LAST_ERROR.set(None)
+        try:
+            if target.version is None:
+                prediction = await self.client.models.predictions.async_create(
+                    model=target.model, input=payload, wait=self.policy.sync_wait_s)
+            else:
+                prediction = await self.client.predictions.async_create(
+                    version=target.version, input=payload, wait=self.policy.sync_wait_s)
+            found = prediction.dict()
+        except ReplicateError as exc:
+            if exc.status == 429:
+                raise _Throttled(self._retry_after(exc)) from None
+            if exc.status is None or exc.status >= 500:
+                return await self._reconcile(target, payload, sent_at, exc)
+            raise ProviderError(exc.detail or exc.title or "create refused", provider="replicate",
+                                status=exc.status, detail=_LAST_ERROR.get()
+                                and _LAST_ERROR.get()[2]) from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
+            raise _NotCreated() from None  # the request never left
+        except (httpx.TransportError, ValueError) as exc:  # sent; reply lost or unreadable
+            return await self._reconcile(target, payload, sent_at, exc)
+        self.claimed.claim(found["id"])
+        return found
+
+    def _retry_after(self, exc: Exception) -> float:
+        """Retry-After header, else the body's retry_after, else "~Ns" in the detail, else 1."""
+        _, headers, body = _LAST_ERROR.get() or (0, {}, None)
+        seconds: float | None = None
+        header = headers.get("retry-after", "")
+        if header.strip().replace(".", "", 1).isdigit():
+            seconds = float(header)
+        elif isinstance(body, dict) and isinstance(body.get("retry_after"), (int, float)):
+            seconds = float(body["retry_after"])
+        else:
+            found = _RESETS_IN.search(str(getattr(exc, "detail", "") or ""))
+            seconds = float(found.group(1)) if found else 1.0
+        if seconds > self.policy.max_retry_after_s:
+            raise ProviderError(f"rate limited for {seconds:g}s", provider="replicate", status=429)
+        return seconds
+
+    async def _reconcile(self, target: Target, payload: dict[str, Any], sent_at: float,
+                         cause: Exception) -> dict[str, Any]:
+        """Find the prediction an unanswered create made, or prove there is none."""
+        policy = self.policy
+        since = sent_at - policy.reconcile_window_s
+        for attempt in range(policy.reconcile_attempts):
+            if attempt:
+                await asyncio.sleep(policy.reconcile_delay_s * attempt)
+            try:
+                recent = await self.list_since(since)
+            except ProviderError as exc:
+                raise UnknownOutcomeError(
+                    "a create was sent but its reply was lost, and the recent predictions could "
+                    f"not be searched ({exc}); it may have been created", provider="replicate",
+                    detail=_unknown_detail(target, payload, sent_at, cause)) from None
+            for found in sorted(recent, key=lambda p: p.get("created_at") or ""):
+                if _made_by(found, target, payload) and self.claimed.claim(found["id"]):
+                    return found
+        raise _NotCreated()
+
+    # -- read -----------------------------------------------------------------------------
+
+    async def get(self, prediction_id: str) -> dict[str, Any]:
+        return await self._get_json(f"/v1/predictions/{prediction_id}")
+
+    async def list_since(self, since: float) -> list[dict[str, Any]]:
+        """Predictions created after ``since`` (newest pages first, all pages in the window)."""
+        stamp = datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        path: str | None = f"/v1/predictions?created_after={quote(stamp)}"
+        found: list[dict[str, Any]] = []
+        for _ in range(50):
+            page = await self._get_json(path)
+            results = page.get("results") or []
+            found.extend(results)
+            path = page.get("next")
+            older = [p for p in results if _timestamp(p.get("created_at")) < since]
+            if not path or older:  # a server that ignores created_after still ends here
+                break
+        return found
+
+    async def _get_json(self, path: str) -> Any:
+        # The raw reply, not the client's Prediction model: that model rejects "aborted".
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(_transient), reraise=True,
+            wait=wait_exponential_jitter(self.policy.get_backoff_s, 5.0),
+            stop=stop_after_attempt(self.policy.get_attempts))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self.client._async_request("GET", path)
+                    return response.json()
+        except Exception as exc:
+            raise ProviderError(f"GET {urlsplit(path).path} failed: {_describe(exc)}",
+                                provider="replicate", status=getattr(exc, "status", None)) from None
+        raise AssertionError("unreachable")
+
+    async def wait(self, prediction: dict[str, Any], expected: int, *, need_metrics: bool,
+                   on_status: Callable[[str], None]) -> dict[str, Any]:
+        """Poll with backoff until terminal, or until a `processing` reply holds every output."""
+        delay = self.policy.poll_initial_s
+        while True:
+            status = prediction.get("status")
+            if status in TERMINAL:
+                return prediction
+            if status == "processing" and not need_metrics and outputs_complete(prediction, expected):
+                return prediction
+            on_status(status or "starting")
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.6, self.policy.poll_max_s)
+            try:
+                prediction = await self.get(prediction["id"])
+            except ProviderError as exc:
+                raise UnknownOutcomeError(
+                    f"prediction {prediction['id']} was created but cannot be read: {exc}",
+                    provider="replicate", detail={"prediction_id": prediction["id"]}) from None
+
+    async def cancel(self, prediction_id: str) -> None:
+        try:
+            await self.client._async_request("POST", f"/v1/predictions/{prediction_id}/cancel")
+        except Exception:  # best effort: the caller is already failing
+            pass
+
+    # -- output files ---------------------------------------------------------------------
+
+    async def download(self, url: str) -> bytes:
+        """Bytes of an output: a data: URL, https, or the API host itself (the emulator)."""
+        cap = self.policy.max_download_bytes
+        if url.startswith("data:"):
+            header, _, payload = url.partition(",")
+            if len(payload) > cap * 4 // 3 + 4:
+                raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
+            return base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
+        parts, api = urlsplit(url), urlsplit(self.base_url)
+        if parts.scheme != "https" and (parts.scheme, parts.netloc) != (api.scheme, api.netloc):
+            raise ProviderError(f"refusing to download an output from {parts.scheme}://"
+                                f"{parts.netloc}: only https, data: and {api.netloc} are allowed",
+                                provider="replicate", retryable=False)
+        retrying = AsyncRetrying(retry=retry_if_exception(_transient), reraise=True,
+                                 wait=wait_exponential_jitter(self.policy.get_backoff_s, 5.0),
+                                 stop=stop_after_attempt(self.policy.get_attempts))
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._read_capped(url, cap)
+        except (httpx.HTTPError, _HttpStatus, RetryError) as exc:
+            raise ProviderError(f"download of {parts.path} failed: {_describe(exc)}",
+                                provider="replicate") from None
+        raise AssertionError("unreachable")
+
+    async def _read_capped(self, url: str, cap: int) -> bytes:
+        async with self.http.stream("GET", url) as response:
+            if response.status_code >= 400:
+                raise _HttpStatus(response.status_code)
+            if int(response.headers.get("content-length") or 0) > cap:
+                raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
+            chunks, size = [], 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > cap:
+                    raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+class _HttpStatus(Exception):
+    def __init__(self, status: int):
+        self.status = status
+        super().__init__(f"HTTP {status}")
+
+
+def outputs_complete(prediction: dict[str, Any], expected: int) -> bool:
+    output = prediction.get("output")
+    if isinstance(output, str):
+        return bool(output)
+    return isinstance(output, list) and len(output) >= expected and all(output)
+
+
+async def _remember_error(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        await response.aread()
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        _LAST_ERROR.set((response.status_code, {k.lower(): v for k, v in response.headers.items()},
+                         body))
+
+
+def _create_wait(policy: CallPolicy) -> Callable[[Any], float]:
+    backoff = wait_exponential_jitter(policy.get_backoff_s, 5.0)
+
+    def wait(state: Any) -> float:
+        exc = state.outcome.exception()
+        if isinstance(exc, _Throttled):
+            return exc.retry_after  # nothing was created: wait as told, then send again
+        return backoff(state)
+
+    return wait
+
+
+def _transient(exc: BaseException) -> bool:
+    status = getattr(exc, "status", None)
+    if isinstance(exc, (httpx.TransportError, json.JSONDecodeError)):
+        return True
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _made_by(prediction: dict[str, Any], target: Target, payload: dict[str, Any]) -> bool:
+    # Official models may report an internal model name, so only versions are compared.
+    if target.version is not None and prediction.get("version") != target.version:
+        return False
+    return _same(prediction.get("input"), payload)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return float(a) == float(b)
+    return a == b
+
+
+def _timestamp(value: str | None) -> float:
+    if not value:
+        return 0.0
+    text = value.rstrip("Z")
+    head, dot, frac = text.partition(".")
+    try:
+        moment = datetime.fromisoformat(head + (dot + frac[:6] if dot else ""))
+    except ValueError:
+        return 0.0
+    return moment.replace(tzinfo=moment.tzinfo or timezone.utc).timestamp()
+
+
+def _unknown_detail(target: Target, payload: dict[str, Any], sent_at: float,
+                    cause: Exception) -> dict[str, Any]:
+    return {"model": target.model, "version": target.version, "input": payload,
+            "sent_at": sent_at, "cause": _describe(cause)}
+
+
+def _describe(exc: BaseException) -> str:
+    """A short description that never includes headers (so never the token)."""
+    status = getattr(exc, "status", None)
+    detail = getattr(exc, "detail", None)
+    if status is not None:
+        return f"HTTP {status}" + (f": {detail}" if detail else "")
+    return type(exc).__name__ + (f": {exc}" if str(exc) else "")

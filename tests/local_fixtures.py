@@ -1,0 +1,157 @@
+"""Tiny random-weight Stable Diffusion models built offline, for the local provider's tests.
+
+The UNet/VAE keep the SD 1.5 layout (4 blocks, 3 with cross-attention) shrunk to a few channels,
+so they export to a single-file LDM checkpoint. Built once per session.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+WORDS = ("a photo of cat dog red blue green house hill sky sun tree car girl boy big small "
+         "painting forest river city night day smiling running").split()
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+HIDDEN = 16
+
+
+@dataclass
+class TinyModels:
+    root: Path
+    models_dir: Path  # IMAGEGEN_MODELS_DIR layout
+    pipeline_dir: Path  # diffusers folder (models_dir/Stable-diffusion/tiny)
+    lora: Path  # models_dir/Lora/tiny_style.safetensors
+    controlnet: Path  # models_dir/ControlNet/tiny_openpose (folder)
+    config_dir: Path  # configs only, no weights (for from_single_file)
+
+
+_BUILT: dict[str, TinyModels] = {}
+
+
+def tiny_models(tmp_path_factory) -> TinyModels:
+    if "models" not in _BUILT:
+        _BUILT["models"] = build_all(tmp_path_factory.mktemp("tiny_sd"))
+    return _BUILT["models"]
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    from providers.local_configs import _bytes_to_unicode
+
+    return _bytes_to_unicode()
+
+
+def write_tokenizer(folder: Path) -> None:
+    """A CLIP-format BPE vocab: every byte character, each test word as one token, CLIP's specials last."""
+    chars = list(_bytes_to_unicode().values())
+    vocab = chars + [c + "</w>" for c in chars]
+    merges: list[str] = []
+    for word in WORDS:
+        if len(word) < 2:
+            continue
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        left = pieces[0]
+        for right in pieces[1:]:
+            merge = f"{left} {right}"
+            if merge not in merges:
+                merges.append(merge)
+                vocab.append(left + right)
+            left = left + right
+    vocab += [BOS, EOS]
+    ids = {token: index for index, token in enumerate(dict.fromkeys(vocab))}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(ids))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": BOS, "eos_token": EOS,
+        "unk_token": EOS, "pad_token": EOS, "do_lower_case": True}))
+
+
+def build_pipeline(folder: Path):
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    write_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    torch.manual_seed(0)
+    text_encoder = CLIPTextModel(CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=HIDDEN))
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 8, 16, 16), layers_per_block=1, sample_size=8, attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=HIDDEN, norm_num_groups=4)
+    vae = AutoencoderKL(
+        block_out_channels=(4, 4, 8, 8), layers_per_block=1, norm_num_groups=2, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=64)
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   image_encoder=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe
+
+
+def build_lora(pipe, path: Path, seed: int = 1) -> None:
+    """A UNet + text-encoder LoRA with random (non-zero) weights, saved in diffusers format."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                        init_lora_weights=False)
+    te_config = LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"],
+                           init_lora_weights=False)
+    pipe.unet.add_adapter(config, adapter_name="fixture")
+    pipe.text_encoder.add_adapter(te_config, adapter_name="fixture")
+    unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="fixture")
+    te_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name="fixture")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=unet_layers,
+                                              text_encoder_lora_layers=te_layers, weight_name=path.name,
+                                              safe_serialization=True)
+    pipe.unet.delete_adapters("fixture")
+    pipe.text_encoder.delete_adapters("fixture")
+
+
+def build_controlnet(pipe, folder: Path) -> None:
+    import torch
+    from diffusers import ControlNetModel
+
+    torch.manual_seed(2)
+    net = ControlNetModel.from_unet(pipe.unet, conditioning_embedding_out_channels=(4, 4, 8, 8))
+    with torch.no_grad():  # zero convolutions would make the ControlNet a no-op
+        for module in [*net.controlnet_down_blocks, net.controlnet_mid_block]:
+            module.weight.normal_(0, 0.5)
+    net.save_pretrained(folder, safe_serialization=True)
+
+
+def build_all(root: Path) -> TinyModels:
+    models_dir = root / "models"
+    pipeline_dir = models_dir / "Stable-diffusion" / "tiny"
+    pipe = build_pipeline(pipeline_dir)
+    lora = models_dir / "Lora" / "tiny_style.safetensors"
+    build_lora(pipe, lora)
+    controlnet = models_dir / "ControlNet" / "tiny_openpose"
+    build_controlnet(pipe, controlnet)
+    config_dir = root / "tiny_config"
+    pipe.save_pretrained(config_dir, safe_serialization=True)
+    for weights in config_dir.rglob("*.safetensors"):
+        weights.unlink()
+    return TinyModels(root, models_dir, pipeline_dir, lora, controlnet, config_dir)
+
+
+def raw_pipeline(folder: Path):
+    """The same checkpoint loaded by plain diffusers, as an independent reference."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True, safety_checker=None,
+                                                   requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

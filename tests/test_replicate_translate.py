@@ -1,0 +1,159 @@
+"""How a GenerateRequest becomes Flux model inputs on Replicate, before any call is made."""
+
+from __future__ import annotations
+
+import pytest
+
+from imagegen.request import GenerateRequest, LoraRef
+from imagegen.settings import Settings
+from providers.replicate import NO_TOKEN, ReplicateProvider
+from providers.replicate_models import MODELS, finetune_card
+from providers.replicate_translate import plan_request
+
+VERSION = "a" * 64
+
+
+@pytest.fixture(scope="module")
+def provider() -> ReplicateProvider:
+    return ReplicateProvider(Settings(replicate_api_token="r8_test_token"))
+
+
+def card(provider: ReplicateProvider, short: str):
+    return next(c for c in provider.models() if c.model == f"black-forest-labs/{short}")
+
+
+def plan(provider, short, **fields):
+    return plan_request(GenerateRequest(prompt="a fox", **fields), card(provider, short), seed=11)
+
+
+def test_every_flux_model_has_a_card_with_a_dated_or_sourced_price(provider):
+    ids = {c.model for c in provider.models()}
+    assert ids == set(MODELS)
+    for c in provider.models():
+        assert c.price.per_image > 0 and c.price.source
+
+
+def test_supported_ratio_is_sent_as_is_without_warning(provider):
+    p = plan(provider, "flux-dev", aspect_ratio="16:9")
+    assert p.predictions[0].input["aspect_ratio"] == "16:9"
+    assert p.size == (1344, 768) and p.warnings == []
+
+
+def test_unsupported_ratio_snaps_to_nearest_with_a_warning(provider):
+    p = plan(provider, "flux-schnell", aspect_ratio="7:3")
+    assert p.predictions[0].input["aspect_ratio"] == "21:9"
+    assert any("7:3" in w and "21:9" in w for w in p.warnings)
+
+
+def test_small_square_uses_quarter_megapixel_render(provider):
+    p = plan(provider, "flux-schnell", width=512, height=512)
+    assert p.predictions[0].input["aspect_ratio"] == "1:1"
+    assert p.predictions[0].input["megapixels"] == "0.25"
+    assert p.size == (512, 512) and p.warnings == []
+
+
+def test_odd_size_on_ratio_only_model_warns_with_rendered_size(provider):
+    p = plan(provider, "flux-dev", width=1000, height=600)
+    assert p.predictions[0].input["aspect_ratio"] == "16:9"
+    assert any("1000x600" in w and "1344x768" in w for w in p.warnings)
+
+
+def test_pro_takes_custom_size_rounded_to_multiples_of_32(provider):
+    p = plan(provider, "flux-1.1-pro", width=1000, height=600)
+    sent = p.predictions[0].input
+    assert (sent["aspect_ratio"], sent["width"], sent["height"]) == ("custom", 992, 608)
+    assert any("992x608" in w for w in p.warnings)
+
+
+def test_steps_are_clamped_to_the_model_range(provider):
+    assert plan(provider, "flux-schnell", steps=20).predictions[0].input["num_inference_steps"] == 4
+    assert plan(provider, "flux-pro", steps=30).predictions[0].input["steps"] == 30
+    assert "steps" not in plan(provider, "flux-1.1-pro", steps=30).predictions[0].input
+
+
+def test_cfg_scale_becomes_guidance_clamped_with_a_warning(provider):
+    p = plan(provider, "flux-pro", cfg_scale=7)
+    assert p.predictions[0].input["guidance"] == 5
+    assert any("guidance 5" in w for w in p.warnings)
+    assert plan(provider, "flux-dev", cfg_scale=3.5).predictions[0].input["guidance"] == 3.5
+
+
+def test_jpeg_is_spelled_jpg_and_ultra_webp_is_converted_from_jpg(provider):
+    assert plan(provider, "flux-dev", output_format="jpeg").predictions[0].input["output_format"] == "jpg"
+    p = plan(provider, "flux-1.1-pro-ultra", output_format="webp")
+    assert p.predictions[0].input["output_format"] == "jpg" and p.convert_to == "webp"
+
+
+def test_batch_is_one_prediction_per_image_with_seed_plus_i(provider):
+    p = plan(provider, "flux-schnell", batch_size=6, seed=100)
+    assert [pp.input["seed"] for pp in p.predictions] == [100, 101, 102, 103, 104, 105]
+    assert all("num_outputs" not in pp.input for pp in p.predictions)
+
+
+def test_num_outputs_option_groups_images_and_says_seeds_are_shared(provider):
+    p = plan(provider, "flux-schnell", batch_size=6, seed=100,
+             provider_options={"replicate": {"num_outputs": 4}})
+    assert [(pp.input["seed"], pp.input["num_outputs"]) for pp in p.predictions] == [(100, 4), (104, 2)]
+    assert p.predictions[0].seeds == [100, None, None, None]
+    assert any("reproducible seed" in w for w in p.warnings)
+
+
+def test_dev_lora_maps_two_loras_and_clamps_the_scale(provider):
+    p = plan(provider, "flux-dev-lora", loras=[LoraRef(name="fofr/flux-mona-lisa", weight=0.9),
+                                               LoraRef(name="https://x.example/s.safetensors", weight=4)])
+    sent = p.predictions[0].input
+    assert (sent["lora_weights"], sent["lora_scale"]) == ("fofr/flux-mona-lisa", 0.9)
+    assert (sent["extra_lora"], sent["extra_lora_scale"]) == ("https://x.example/s.safetensors", 3)
+    assert any("clamped to 3" in w for w in p.warnings)
+
+
+def test_local_lora_file_or_too_many_loras_is_a_hard_miss(provider):
+    assert plan(provider, "flux-dev-lora", loras=[LoraRef(name="my_style.safetensors")]).missing
+    three = [LoraRef(name=f"o/m{i}") for i in range(3)]
+    assert any("at most 2" in m for m in plan(provider, "flux-dev-lora", loras=three).missing)
+
+
+def test_passthrough_is_validated_against_the_model_schema(provider):
+    assert plan(provider, "flux-dev", provider_options={"replicate": {"go_fast": False}}).missing == []
+    bad = plan(provider, "flux-dev", provider_options={"replicate": {
+        "raw": True, "megapixels": "2", "seed": 3, "output_quality": 101}}).missing
+    assert any("replicate.raw: not an input" in m for m in bad)
+    assert any("replicate.megapixels must be one of" in m for m in bad)
+    assert any("replicate.seed: set by" in m for m in bad)
+    assert any("output_quality must be at most 100" in m for m in bad)
+
+
+def test_passthrough_overriding_a_translated_value_is_reported(provider):
+    p = plan(provider, "flux-dev", aspect_ratio="16:9",
+             provider_options={"replicate": {"aspect_ratio": "1:1"}})
+    assert p.predictions[0].input["aspect_ratio"] == "1:1"
+    assert any("overrides the translated aspect_ratio" in w for w in p.warnings)
+
+
+def test_check_warns_about_everything_flux_ignores(provider):
+    request = GenerateRequest(prompt="a fox", negative_prompt="blurry", sampler="Euler a",
+                              vae="sdxl-vae", clip_skip=2, aspect_ratio="7:3")
+    result = provider.check(request, card(provider, "flux-dev"))
+    text = " | ".join(result.warnings)
+    for word in ("negative_prompt", "sampler", "vae", "clip_skip", "7:3"):
+        assert word in text
+    assert result.ok
+
+
+def test_check_without_token_is_a_hard_miss_naming_the_variable():
+    bare = ReplicateProvider(Settings(replicate_api_token=None))
+    result = bare.check(GenerateRequest(prompt="a fox"), bare.models()[0])
+    assert result.missing[0] == NO_TOKEN
+    assert len(bare.models()) == len(MODELS)  # cards are still listed
+
+
+def test_finetune_version_gets_a_card_priced_per_h100_second(provider):
+    c = provider.card_for(f"me/my-lora:{VERSION}")
+    assert c is not None and c.kind == "finetune" and c.price.per_gpu_second == 0.001525
+    assert provider.card_for("me/my-lora") is None and finetune_card("not a ref") is None
+    p = plan_request(GenerateRequest(prompt="TOK dog", cfg_scale=4, width=1000, height=600,
+                                     loras=[LoraRef(name="o/extra", weight=0.5)]), c, seed=1)
+    sent = p.predictions[0].input
+    assert p.target.version == VERSION and sent["guidance_scale"] == 4
+    assert (sent["aspect_ratio"], sent["width"], sent["height"]) == ("custom", 992, 608)  # multiples of 16, ties to even
+    assert (sent["extra_lora"], sent["extra_lora_scale"]) == ("o/extra", 0.5)
