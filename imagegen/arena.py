@@ -186,7 +186,7 @@ class Arena:
         return connection
 
     def record_vote(self, prompt: str, model_a: str, model_b: str, winner: str, *,
-                    image_a: str | None = None, image_b: str | None = None) -> Vote:
+                    image_a: str | Path | None = None, image_b: str | Path | None = None) -> Vote:
         """``winner``: "a", "b", "tie", or the id of the winning model."""
         if not prompt or not prompt.strip():
             raise VoteError("prompt must not be empty: a vote records what the images were asked for")
@@ -195,6 +195,7 @@ class Arena:
         if model_a == model_b:
             raise VoteError(f"model_a and model_b are both {model_a!r}: a vote compares two models")
         winner = _winner(winner, model_a, model_b)
+        image_a, image_b = (str(i) if i is not None else None for i in (image_a, image_b))
         created = time.time()
         with self._connect() as db:
             cursor = db.execute(

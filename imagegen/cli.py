@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, FineTuneError, ImageGenError, PromptSyntaxError
@@ -46,12 +47,12 @@ def run_guarded(fn: Any) -> Any:
     except USAGE_ERRORS as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {describe_error(exc)}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except ImageGenError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {describe_error(exc)}", highlight=False)
+        err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
         raise typer.Exit(1) from None
 
 

@@ -115,7 +115,7 @@ class ImageGen:
         """Generate images. ``request`` may be a Midjourney-style string; keyword arguments
         override request fields (``gen.generate("a cat", seed=7)``)."""
         request, decision, attempts = self._plan(request, policy, overrides)
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []
         for candidate in attempts:
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
@@ -129,13 +129,13 @@ class ImageGen:
             finally:
                 self._reserved_usd -= reserved
             return self._finish(result, request, candidate, decision, errors, started)
-        raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
+        raise NoRouteError("every candidate failed", errors)
 
     async def agenerate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
                         progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
         """`generate` for asyncio code; safe inside a running loop."""
         request, decision, attempts = self._plan(request, policy, overrides)
-        errors: list[str] = []
+        errors: list[tuple[str, str]] = []
         for candidate in attempts:
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
@@ -149,7 +149,7 @@ class ImageGen:
             finally:
                 self._reserved_usd -= reserved
             return self._finish(result, request, candidate, decision, errors, started)
-        raise NoRouteError("every candidate failed", [(e.split(": ", 1)[0], e) for e in errors])
+        raise NoRouteError("every candidate failed", errors)
 
     # -- fine-tunes (imagegen.finetune) ----------------------------------------------
 
@@ -229,18 +229,18 @@ class ImageGen:
         self._reserved_usd += candidate.cost_usd
         return candidate.cost_usd
 
-    def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[str]) -> bool:
+    def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[tuple[str, str]]) -> bool:
         """Record a failure; True when the next candidate may be tried."""
         self.router.record_failure(candidate.card)
-        errors.append(f"{candidate.card.id}: {exc}")
+        errors.append((candidate.card.id, str(exc)))
         log.warning("%s failed: %s", candidate.card.id, exc)
         return exc.retryable
 
     def _finish(self, result: GenerateResult, request: GenerateRequest, candidate: Candidate,
-                decision: RouteDecision, errors: list[str], started: float) -> GenerateResult:
+                decision: RouteDecision, errors: list[tuple[str, str]], started: float) -> GenerateResult:
         result.latency_s = result.latency_s or time.perf_counter() - started
         self.router.record_success(candidate.card, result.latency_s / max(1, len(result.images)))
-        warnings = list(candidate.warnings) + [f"fell back after: {e}" for e in errors]
+        warnings = list(candidate.warnings) + [f"fell back after {card}: {e}" for card, e in errors]
         result.warnings = list(dict.fromkeys(warnings + result.warnings))
         result.provider = result.provider or candidate.card.provider
         result.model = result.model or candidate.card.id

@@ -16,6 +16,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .errors import FineTuneError
 
@@ -333,7 +334,7 @@ def _with_safe_names(images: list[DatasetImage]) -> list[DatasetImage]:
     return renamed
 
 
-def _replace(image: DatasetImage, **changes: object) -> DatasetImage:
+def _replace(image: DatasetImage, **changes: Any) -> DatasetImage:
     from dataclasses import replace
 
     return replace(image, **changes)

@@ -2,12 +2,16 @@
 
 ``start_finetune`` checks the dataset, records the job, zips and uploads the images, makes sure
 the destination model exists, and creates the training; `FineTuneJob` follows it to a new
-model version (registered as a card) and a local copy of the trained ``lora.safetensors``.
+model version (registered as a card) and a local copy of the trained ``lora.safetensors``::
+
+    job = gen.finetune(FineTuneRequest(images="./photos", destination="me/my-lora"))
+    job.wait(); gen.generate("a photo of TOK", model=job.model)   # or later: gen.job(job.id)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -18,6 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .errors import BudgetExceededError, ConfigError, FineTuneError
 from .jobstore import JobDatabase, JobRecord
+
+log = logging.getLogger("imagegen")
 
 if TYPE_CHECKING:
     from .catalog import ModelCard
@@ -215,6 +221,9 @@ def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) 
     if not client.settings.token():
         raise ConfigError("fine-tuning on Replicate needs REPLICATE_API_TOKEN (or replicate_api_token=...)")
     dataset = load_dataset(request.images, request.captions)
+    warnings = dataset.warnings + _caption_warnings(dataset.manifest, request.trigger_word)
+    for warning in warnings:
+        log.warning("fine-tune dataset: %s", warning)
     estimate = request.estimate_cost_usd()
     if client.budget_usd is not None and estimate > client.budget_usd - client.spent_usd + 1e-12:
         raise BudgetExceededError(
@@ -230,10 +239,19 @@ def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) 
         destination=request.destination, trainer=request.trainer_ref,
         request_json=request.model_dump_json(exclude={"extra_inputs"}), dataset_digest=dataset.digest,
         training_input_json=json.dumps(request.training_input("", redact=True)), zip_path=str(zip_path),
-        estimate_usd=estimate, warnings_json=json.dumps(dataset.warnings)))
+        estimate_usd=estimate, warnings_json=json.dumps(warnings)))
     job = FineTuneJob(store, record, secrets=request.secret_inputs())
     job._advance()
     return job
+
+
+def _caption_warnings(manifest: dict[str, str | None], trigger_word: str) -> list[str]:
+    """A caption without the trigger word teaches the LoRA nothing about that word."""
+    lacking = [name for name, caption in manifest.items() if caption and trigger_word not in caption]
+    if not lacking:
+        return []
+    return [f"{len(lacking)} caption(s) do not mention the trigger word {trigger_word!r} "
+            f"(e.g. {lacking[0]})"]
 
 
 def _zip_stem(request: FineTuneRequest) -> str:
@@ -268,7 +286,7 @@ class JobStore:
 
     def list(self) -> list[FineTuneJob]:
         """Every job, newest first."""
-        return [FineTuneJob(self, record) for record in self.db.list()]
+        return [FineTuneJob(self, record) for record in self.db.all()]
 
     def get(self, job_id: str) -> FineTuneJob:
         """A job by its id (``ft-…``) or by the Replicate training id."""
@@ -301,6 +319,7 @@ class FineTuneJob:
     error = property(lambda self: self._record.error)
     warnings = property(lambda self: self._record.warnings)
     metrics = property(lambda self: self._record.metrics)
+    created_at = property(lambda self: self._record.created_at)  # Unix time
     estimate_usd = property(lambda self: self._record.estimate_usd or 0.0)
     weights_url = property(lambda self: self._record.weights_url)
 
@@ -548,11 +567,22 @@ class FineTuneJob:
         from .jobstore import download, extract_lora
 
         record = self._record
-        if not record.version:
-            self._store.db.update(self.id, error="succeeded without an output version")
-            return
-        changes: dict[str, Any] = {}
         warnings = record.warnings
+        if not record.version:
+            # Replicate drops an API run's output after an hour; the destination's newest
+            # version is then the best evidence of what this training pushed.
+            model = self._api_json("GET", f"/v1/models/{record.destination}")
+            latest = (model.get("latest_version") or {}).get("id")
+            if not latest:
+                self._store.db.update(self.id, error="succeeded, but neither the training nor the "
+                                                     "destination names a new version")
+                return
+            record = self._store.db.update(self.id, version=f"{record.destination}:{latest}") or record
+            warnings.append("the training's output was removed (Replicate keeps API outputs for an "
+                            "hour); the version is the destination's latest")
+        changes: dict[str, Any] = {}
+        if record.lora_path is None and not record.weights_url:
+            warnings.append("trained weights not kept: the training's output no longer names them")
         if record.lora_path is None and record.weights_url:
             folder = self._store.db.job_dir(self.id)
             try:

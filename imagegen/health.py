@@ -43,7 +43,7 @@ class Health:
 
     def record_success(self, card_id: str, provider: str, latency_s: float | None = None) -> None:
         self._streaks.pop(card_id, None)
-        self._streaks.pop(_provider_key(provider), None)
+        self._streaks.pop(provider_key(provider), None)
         if latency_s is not None and latency_s >= 0:
             previous = self._latency.get(card_id)
             if previous is None:  # the shipped figure was measured elsewhere: trust the first real one
@@ -54,7 +54,7 @@ class Health:
 
     def record_failure(self, card_id: str, provider: str) -> None:
         now = self.clock()
-        for key in (card_id, _provider_key(provider)):
+        for key in (card_id, provider_key(provider)):
             streak = self._streaks.setdefault(key, _Streak())
             streak.failures += 1
             streak.cards.add(card_id)
@@ -68,15 +68,21 @@ class Health:
 
     def cooling(self, card_id: str, provider: str, now: float | None = None) -> str | None:
         """Why the card is cooling down (card or provider), or None when it is healthy."""
+        cooling = self.cooling_now(now)
+        return cooling.get(card_id) or cooling.get(provider_key(provider)) if cooling else None
+
+    def cooling_now(self, now: float | None = None) -> dict[str, str]:
+        """Every card id and ``provider::<name>`` key cooling down now, with the reason."""
         if not self._streaks:
-            return None
+            return {}
         now = self.clock() if now is None else now
-        for key, what in ((card_id, "the model"), (_provider_key(provider), f"provider {provider!r}")):
-            streak = self._streaks.get(key)
-            if streak is not None and streak.cool_until > now:
-                return (f"cooling down: {what} failed {streak.failures} times in a row "
-                        f"(back in {streak.cool_until - now:.0f} s)")
-        return None
+        found = {}
+        for key, streak in self._streaks.items():
+            if streak.cool_until > now:
+                what = f"provider {key.split('::', 1)[1]!r}" if key.startswith("provider::") else "the model"
+                found[key] = (f"cooling down: {what} failed {streak.failures} times in a row "
+                              f"(back in {streak.cool_until - now:.0f} s)")
+        return found
 
     def latency(self, card_id: str, default: float) -> tuple[float, int]:
         """Expected seconds per image and how many observations back it (0: the shipped figure)."""
@@ -94,5 +100,5 @@ class Health:
         return state
 
 
-def _provider_key(provider: str) -> str:
+def provider_key(provider: str) -> str:
     return f"provider::{provider}"

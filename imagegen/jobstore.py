@@ -157,7 +157,7 @@ class JobDatabase:
                                (job_id, job_id)).fetchone()
         return _record(row) if row else None
 
-    def list(self) -> list[JobRecord]:
+    def all(self) -> list[JobRecord]:
         """Newest first; an empty list when nothing was ever stored (nothing is created)."""
         if not self.path.exists():
             return []
@@ -287,7 +287,11 @@ def extract_lora(tar_path: Path, dest: Path) -> Path:
         with partial.open("wb") as out:
             while chunk := source.read(1 << 20):
                 out.write(chunk)
-    check_safetensors(partial)
+    try:
+        check_safetensors(partial)
+    except ValueError:
+        partial.unlink()
+        raise
     partial.replace(dest)
     return dest
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     Row = tuple[ModelCard, float, float, "float | None", str, list[str], bool]
 
-_NO_ELO = float("-inf")
+_NO_ELO = 0.0  # the quality score of an unrated card: below every Elo, and JSON-safe
 
 
 def rank(rows: list[Row], policy: RoutePolicy, count: int) -> list[Candidate]:
@@ -39,8 +39,7 @@ def rank(rows: list[Row], policy: RoutePolicy, count: int) -> list[Candidate]:
         else:
             score = scores[i]
             key = (-score, per_image, latency, unrated, elo_key)
-        candidate = Candidate.model_construct(card=card, score=score, cost_usd=cost, latency_s=latency,
-                                              warnings=warnings, elo=elo, elo_note=note)
+        candidate = Candidate(card, score, cost, latency, warnings, elo, note)
         keyed.append(((card.kind == "builtin", cooling, *key, card.id), candidate))
     keyed.sort(key=lambda pair: pair[0])
     return [candidate for _, candidate in keyed]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .catalog import CatalogData, ModelCard, load_catalog
 from .errors import NoRouteError
-from .health import Health
+from .health import Health, provider_key
 
 if TYPE_CHECKING:
     from providers.base import Provider
@@ -74,19 +75,23 @@ class RoutePolicy(BaseModel):
         return value
 
 
-class Candidate(BaseModel):
+# Plain dataclasses, not pydantic models: a decision over a large catalog makes one per card,
+# and pydantic still validates and serialises them as fields of RouteDecision.
+@dataclass
+class Candidate:
     """A card that can serve the request. ``score``: higher is better, in the strategy's unit."""
 
     card: ModelCard
     score: float
     cost_usd: float  # estimate for the whole request
     latency_s: float  # expected seconds for the whole request
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     elo: float | None = None
-    elo_note: str = ""
+    elo_note: str = ""  # where the Elo comes from
 
 
-class Exclusion(BaseModel):
+@dataclass
+class Exclusion:
     card: ModelCard
     reason: str
 
@@ -205,39 +210,47 @@ class Router:
         from .ranking import rank
 
         elo_of = self._elo_resolver(policy, cards)
-        rows, excluded = [], []
+        fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
         count = max(1, request.image_count)
         needs_negative = policy.require_negative_prompt and bool(request.negative_prompt)
-        now = self.health.clock()
+        allowed = set(policy.providers) if policy.providers is not None else None
+        denied = set(policy.exclude)
+        # the per-request limits, so the loop compares numbers and builds text only to explain
+        max_cost = policy.max_cost_per_image + 1e-12 if policy.max_cost_per_image is not None else None
+        max_latency, min_elo = policy.max_latency_s, policy.min_elo
+        elo_required = min_elo is not None or policy.unknown_elo == "exclude"
+        health = self.health
+        cooling_now = health.cooling_now()
+        rows, excluded = [], []
         for card in cards:
-            reason = _policy_reason(card, policy)
-            provider = providers.get(card.provider) if reason is None else None
-            if reason is None and provider is None:
-                reason = f"provider {card.provider!r} is not installed"
-            check = None
-            if reason is None:
-                check = provider.check(request, card)
-                reason = "; ".join(check.missing) if check.missing else None
-            caps = card.capabilities
-            if reason is None and needs_negative and not caps.negative_prompt:
-                reason = "does not take a negative prompt (require_negative_prompt is set)"
-            if reason is None:
-                cost = provider.estimate_cost(request, card)
-                per_image_s, _ = self.health.latency(card.id, card.latency_s)
-                latency = per_image_s * count
-                elo, note = elo_of(card)
-                if elo is None and not isinstance(policy.unknown_elo, str):
-                    elo, note = float(policy.unknown_elo), "your unknown_elo prior"
-                reason = _constraint_reason(policy, cost / count, latency, elo)
-            if reason is not None:
-                excluded.append(Exclusion.model_construct(card=card, reason=reason))
+            name = card.provider
+            if (policy.local_only and name != "local") or (allowed is not None and name not in allowed) \
+                    or (denied and (name in denied or card.id in denied)):
+                excluded.append(Exclusion(card, _policy_reason(card, policy)))
                 continue
-            warnings = list(check.warnings)
-            if request.batch_size > caps.max_images_per_call:
-                calls = -(-request.batch_size // caps.max_images_per_call)
-                warnings.append(f"batch_size {request.batch_size} is over the {caps.max_images_per_call} "
-                                f"image(s) this model makes per call: expect {calls} calls")
-            cooling = self.health.cooling(card.id, card.provider, now)
+            provider = providers.get(name)
+            if provider is None:
+                excluded.append(Exclusion(card, f"provider {name!r} is not installed"))
+                continue
+            check = provider.check(request, card)
+            if check.missing:
+                excluded.append(Exclusion(card, "; ".join(check.missing)))
+                continue
+            caps = card.capabilities
+            if needs_negative and not caps.negative_prompt:
+                excluded.append(Exclusion(card, "does not take a negative prompt (require_negative_prompt is set)"))
+                continue
+            cost = provider.estimate_cost(request, card)
+            latency = health.latency(card.id, card.latency_s)[0] * count
+            elo, note = elo_of(card)
+            if elo is None and fixed_prior is not None:
+                elo, note = fixed_prior, "your unknown_elo prior"
+            if (max_cost is not None and cost / count > max_cost) or (max_latency is not None and latency > max_latency) \
+                    or (elo is None and elo_required) or (elo is not None and min_elo is not None and elo < min_elo):
+                excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
+                continue
+            warnings = list(check.warnings)  # (a batch over max_images_per_call is the provider's to split)
+            cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(name))) if cooling_now else None
             if cooling:
                 warnings.append(cooling + "; tried after healthy models")
             if card.kind == "builtin":
@@ -253,18 +266,16 @@ class Router:
                                              notices=notices)
 
 
-def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str | None:
+def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str:
     if policy.local_only and card.provider != "local":
         return "local_only is set"
     if policy.providers is not None and card.provider not in policy.providers:
         return f"provider {card.provider!r} is not in the allowed providers ({', '.join(policy.providers)})"
-    if policy.exclude and (card.provider in policy.exclude or card.id in policy.exclude):
-        return "excluded by policy (exclude)"
-    return None
+    return "excluded by policy (exclude)"
 
 
 def _constraint_reason(policy: RoutePolicy, cost_per_image: float, latency: float,
-                       elo: float | None) -> str | None:
+                       elo: float | None) -> str:
     if policy.max_cost_per_image is not None and cost_per_image > policy.max_cost_per_image + 1e-12:
         return (f"estimated ${cost_per_image:.4f} per image is over max_cost_per_image "
                 f"${policy.max_cost_per_image:.4f}")
@@ -277,7 +288,7 @@ def _constraint_reason(policy: RoutePolicy, cost_per_image: float, latency: floa
             return "Elo unknown (unknown_elo='exclude')"
     elif policy.min_elo is not None and elo < policy.min_elo:
         return f"Elo {elo:.0f} is under min_elo {policy.min_elo:g}"
-    return None
+    return "breaks a policy constraint"  # not reached: decide() calls this only for a breach
 
 
 def _notices(candidates: list[Candidate], policy: RoutePolicy) -> list[str]:

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import io
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from imagegen.errors import ConfigError, ProviderError
@@ -18,7 +19,8 @@ from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
 from .base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
-from .replicate_io import CallPolicy, ClaimedIds, ReplicateSession, outputs_complete
+from .replicate_io import (TERMINAL, CallPolicy, ClaimedIds, ReplicateSession, made_by,
+                           outputs_complete)
 from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards
 from .replicate_translate import Plan, PlannedPrediction, plan_request
 
@@ -100,6 +102,7 @@ class _Run:
         self.session, self.plan, self.card, self.request = session, plan, card, request
         self.progress = progress
         self.open_ids: set[str] = set()
+        self.in_flight: dict[int, dict[str, Any]] = {}  # creates sent, reply not yet read
         self.warnings: list[str] = []
 
     async def all(self) -> list[Any]:
@@ -116,12 +119,24 @@ class _Run:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(guarded(p)) for p in self.plan.predictions]
         except BaseExceptionGroup as grouped:  # a cancel from the progress callback
-            await asyncio.gather(*(self.session.cancel(i) for i in self.open_ids))
+            await self._cancel_remote()
             raise grouped.exceptions[0] from None
         except asyncio.CancelledError:
-            await asyncio.gather(*(self.session.cancel(i) for i in self.open_ids))
+            await self._cancel_remote()
             raise
         return [t.result() for t in tasks]
+
+    async def _cancel_remote(self) -> None:
+        """Cancel what was started, including predictions whose create reply never came."""
+        ids = set(self.open_ids)
+        if self.in_flight:
+            try:
+                recent = await self.session.list_since(time.time() - 60)
+            except ProviderError:
+                recent = []
+            ids.update(p["id"] for p in recent if p.get("status") not in TERMINAL and any(
+                made_by(p, self.plan.target, sent) for sent in self.in_flight.values()))
+        await asyncio.gather(*(self.session.cancel(i) for i in ids))
 
     def _report(self, stage: str, planned: PlannedPrediction, message: str = "") -> None:
         if self.progress is not None:
@@ -131,8 +146,10 @@ class _Run:
     async def one(self, planned: PlannedPrediction) -> tuple[PlannedPrediction, dict, list[GeneratedImage]]:
         session, plan = self.session, self.plan
         self._report("queued", planned)
+        self.in_flight[planned.first_index] = planned.input
         prediction = await session.create(plan.target, planned.input)
         self.open_ids.add(prediction["id"])
+        del self.in_flight[planned.first_index]
         priced_per_second = self.card.price.per_gpu_second > 0
         prediction = await session.wait(
             prediction, len(planned.seeds), need_metrics=priced_per_second,

@@ -103,6 +103,11 @@ class ReplicateSession:
                                        timeout=timeout, transport=self._transport,
                                        event_hooks={"request": [self._count],
                                                     "response": [_remember_error]})
+        # Retries are ours (tenacity, below); the client's own transport would add up to ten
+        # more attempts per GET with backoff reaching tens of seconds.
+        inner = getattr(self.client._async_client, "_transport", None)
+        if hasattr(inner, "max_attempts"):
+            inner.max_attempts = 1
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
                                       event_hooks={"request": [self._count]})
         return self
@@ -196,7 +201,7 @@ class ReplicateSession:
                     f"not be searched ({exc}); it may have been created", provider="replicate",
                     detail=_unknown_detail(target, payload, sent_at, cause)) from None
             for found in sorted(recent, key=lambda p: p.get("created_at") or ""):
-                if _made_by(found, target, payload) and self.claimed.claim(found["id"]):
+                if made_by(found, target, payload) and self.claimed.claim(found["id"]):
                     return found
         raise _NotCreated()
 
@@ -224,11 +229,11 @@ class ReplicateSession:
         # The raw reply, not the client's Prediction model: that model rejects "aborted".
         retrying = AsyncRetrying(
             retry=retry_if_exception(_transient), reraise=True,
-            wait=wait_exponential_jitter(self.policy.get_backoff_s, 5.0),
-            stop=stop_after_attempt(self.policy.get_attempts))
+            wait=_get_wait(self.policy), stop=stop_after_attempt(self.policy.get_attempts))
         try:
             async for attempt in retrying:
                 with attempt:
+                    _LAST_ERROR.set(None)
                     response = await self.client._async_request("GET", path)
                     return response.json()
         except Exception as exc:
@@ -278,8 +283,7 @@ class ReplicateSession:
                                 f"{parts.netloc}: only https, data: and {api.netloc} are allowed",
                                 provider="replicate", retryable=False)
         retrying = AsyncRetrying(retry=retry_if_exception(_transient), reraise=True,
-                                 wait=wait_exponential_jitter(self.policy.get_backoff_s, 5.0),
-                                 stop=stop_after_attempt(self.policy.get_attempts))
+                                 wait=_backoff(self.policy), stop=stop_after_attempt(self.policy.get_attempts))
         try:
             async for attempt in retrying:
                 with attempt:
@@ -328,8 +332,25 @@ async def _remember_error(response: httpx.Response) -> None:
                          body))
 
 
+def _backoff(policy: CallPolicy) -> Any:
+    return wait_exponential_jitter(multiplier=policy.get_backoff_s, max=5.0,
+                                   jitter=policy.get_backoff_s)
+
+
+def _get_wait(policy: CallPolicy) -> Callable[[Any], float]:
+    backoff = _backoff(policy)
+
+    def wait(state: Any) -> float:
+        status, headers, body = _LAST_ERROR.get() or (0, {}, None)
+        if status == 429 and headers.get("retry-after", "").isdigit():
+            return min(float(headers["retry-after"]), policy.max_retry_after_s)
+        return backoff(state)
+
+    return wait
+
+
 def _create_wait(policy: CallPolicy) -> Callable[[Any], float]:
-    backoff = wait_exponential_jitter(policy.get_backoff_s, 5.0)
+    backoff = _backoff(policy)
 
     def wait(state: Any) -> float:
         exc = state.outcome.exception()
@@ -347,7 +368,7 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(status, int) and (status == 429 or status >= 500)
 
 
-def _made_by(prediction: dict[str, Any], target: Target, payload: dict[str, Any]) -> bool:
+def made_by(prediction: dict[str, Any], target: Target, payload: dict[str, Any]) -> bool:
     # Official models may report an internal model name, so only versions are compared.
     if target.version is not None and prediction.get("version") != target.version:
         return False

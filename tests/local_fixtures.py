@@ -79,6 +79,8 @@ def build_pipeline(folder: Path):
         vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=3,
         num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=HIDDEN))
+    with torch.no_grad():  # a fresh LayerNorm gives zero-mean vectors; trained CLIP's do not
+        getattr(text_encoder, "text_model", text_encoder).final_layer_norm.bias.normal_(0.3, 0.5)
     unet = UNet2DConditionModel(
         block_out_channels=(8, 8, 16, 16), layers_per_block=1, sample_size=8, attention_head_dim=2,
         down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
@@ -100,7 +102,7 @@ def build_lora(pipe, path: Path, seed: int = 1) -> None:
     """A UNet + text-encoder LoRA with random (non-zero) weights, saved in diffusers format."""
     import torch
     from diffusers import StableDiffusionPipeline
-    from peft import LoraConfig
+    from peft import LoraConfig, inject_adapter_in_model
     from peft.utils import get_peft_model_state_dict
 
     torch.manual_seed(seed)
@@ -109,15 +111,24 @@ def build_lora(pipe, path: Path, seed: int = 1) -> None:
     te_config = LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"],
                            init_lora_weights=False)
     pipe.unet.add_adapter(config, adapter_name="fixture")
-    pipe.text_encoder.add_adapter(te_config, adapter_name="fixture")
+    inject_adapter_in_model(te_config, pipe.text_encoder, adapter_name="fixture")
     unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="fixture")
     te_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name="fixture")
     path.parent.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=unet_layers,
                                               text_encoder_lora_layers=te_layers, weight_name=path.name,
                                               safe_serialization=True)
-    pipe.unet.delete_adapters("fixture")
-    pipe.text_encoder.delete_adapters("fixture")
+    _remove_lora_layers(pipe.unet)
+    _remove_lora_layers(pipe.text_encoder)
+
+
+def _remove_lora_layers(model) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            parent = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            setattr(parent, name.rsplit(".", 1)[-1], module.get_base_layer())
 
 
 def build_controlnet(pipe, folder: Path) -> None:

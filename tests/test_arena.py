@@ -7,8 +7,17 @@ import sqlite3
 
 import pytest
 
-from imagegen.arena import (Arena, VoteError, bootstrap, bradley_terry, expected_score, online_elo, rate,
-                            ratings, record_vote)
+from imagegen.arena import (
+    Arena,
+    VoteError,
+    bootstrap,
+    bradley_terry,
+    expected_score,
+    online_elo,
+    rate,
+    ratings,
+    record_vote,
+)
 from imagegen.errors import ImageGenError
 
 TRUE = {"flux-pro": 1250.0, "flux-dev": 1120.0, "sdxl": 1000.0, "sd15": 880.0, "demo": 700.0}

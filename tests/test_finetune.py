@@ -10,8 +10,14 @@ from PIL import Image
 from pydantic import ValidationError
 
 from imagegen import BudgetExceededError, FineTuneError, ImageGen
-from imagegen.finetune import (DEFAULT_TRAINER, DEFAULT_TRAINER_VERSION, HARDWARE_USD_PER_SECOND,
-                               FineTuneJob, FineTuneRequest, FineTuneTimeout)
+from imagegen.finetune import (
+    DEFAULT_TRAINER,
+    DEFAULT_TRAINER_VERSION,
+    HARDWARE_USD_PER_SECOND,
+    FineTuneJob,
+    FineTuneRequest,
+    FineTuneTimeout,
+)
 from imagegen.testing import FakeReplicate
 
 DESTINATION = "fake-user/my-lora"
@@ -110,6 +116,7 @@ def test_succeeded_version_is_a_finetune_card_with_the_trigger_word(fake, gen, p
     card = job.card
     assert card.id == "replicate:" + job.version and card.kind == "finetune"
     assert card.capabilities.lora and "ZXQ" in card.notes
+    assert "2 caption(s) do not mention the trigger word 'ZXQ' (e.g. me_0.png)" in job.warnings
     from imagegen.jobstore import finetune_cards
 
     assert [c.id for c in finetune_cards(gen.settings.home)] == [card.id]
@@ -343,3 +350,13 @@ def test_job_resumed_in_a_new_process_asks_for_its_secret_inputs_again(fake, gen
     assert fake.trainings[job.training_id].input["wandb_api_key"] == "wb-secret"
     assert fake.training_create_count == 1 and len(fake.files) == 1
     job.cancel()
+
+
+def test_output_removed_after_an_hour_still_gives_the_version_from_the_destination(fake, gen, photos):
+    job = gen.finetune(request(photos))
+    fake.wait_for(job.training_id, timeout=10)
+    fake.remove_data(job.training_id)  # Replicate removes API outputs after an hour
+    job.wait(timeout=5, poll_interval=0.05)
+    assert job.version == f"{DESTINATION}:{fake.models[DESTINATION].latest_version.id}"
+    assert job.card is not None and job.lora_path is None
+    assert any("output was removed" in w for w in job.warnings)

@@ -11,7 +11,7 @@ from imagegen.prompt.a1111 import extract_extra_networks, parse_prompt_attention
 from imagegen.prompt.a1111_schedule import prompt_schedule
 from imagegen.prompt.infotext import format_infotext, parse_infotext, request_from_infotext
 from imagegen.prompt.midjourney import expand_midjourney, parse_midjourney, render_midjourney
-from imagegen.prompt.translate import to_flux, to_sd
+from imagegen.prompt.translate import to_flux, to_midjourney, to_sd
 from imagegen.request import GenerateRequest
 
 # Mostly the characters the grammars care about, plus anything at all.
@@ -22,7 +22,8 @@ _MJ_WORDS = st.lists(st.sampled_from(
     ["a", "cat", "--ar", "16:9", "--v", "7", "6.1", "--niji", "--no", "x,", "y", "::", "::-1", "::2", "{", "}",
      "\\,", ",", "--sref", "random", "--cref", "https://a.com/i.png", "--iw", "2", "--q", "4", "--oref",
      "--repeat", "3", "\u2014s", "100", "--style", "raw", "cute", "--p", "--tile", "--w", "--relax", "--{v",
-     "5,", "niji}"]), max_size=14).map(" ".join)
+     "5,", "niji}", "\\", "\\{", "https://b.com/p.jpg", "(", "[x:2]"]), max_size=14).map(
+    lambda words: "".join(words) if len(words) % 3 == 0 else " ".join(words))
 _FUZZ = settings(max_examples=300, deadline=None)
 
 
@@ -45,6 +46,8 @@ def test_midjourney_expansion_never_fails_unexpectedly(text):
     except (PromptSyntaxError, pydantic.ValidationError):
         return
     assert 1 <= len(requests) <= 40
+    for request in requests:  # and each job survives a trip through Midjourney text
+        assert expand_midjourney(to_midjourney(request)) == [request]
 
 
 @_FUZZ

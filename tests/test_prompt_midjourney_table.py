@@ -96,6 +96,7 @@ VALID = [
     ("time 16:9 clock", dict(), [("time 16:9 clock", 1.0)]),  # a single colon is text
     ("a cat -- dog", dict(), [("a cat -- dog", 1.0)]),  # a lone dash pair is text
     ("well--known cat", dict(), [("well--known cat", 1.0)]),
+    ("the end\u2014no more", dict(), [("the end\u2014no more", 1.0)]),  # an em dash in prose
     ('a sign that says "OPEN" --v 6', dict(version="6"), [('a sign that says "OPEN"', 1.0)]),
     # image prompts
     (f"{URL} a cat --iw 0.5", dict(image_weight=0.5), [("a cat", 1.0)]),

@@ -7,7 +7,14 @@ import pytest
 from imagegen.errors import PromptSyntaxError
 from imagegen.prompt.a1111 import parse_prompt_attention
 from imagegen.prompt.midjourney import request_from_midjourney
-from imagegen.prompt.translate import plain_text, split_sd_prompt, to_flux, to_midjourney, to_sd
+from imagegen.prompt.translate import (
+    plain_text,
+    split_sd_prompt,
+    to_flux,
+    to_midjourney,
+    to_sd,
+    unsupported_midjourney_options,
+)
 from imagegen.request import GenerateRequest, LoraRef
 
 
@@ -75,3 +82,15 @@ def test_plain_text_collects_warnings_in_the_given_list():
     warnings: list[str] = []
     assert plain_text("((masterpiece)), a cat", warnings=warnings) == "masterpiece, a cat"
     assert len(warnings) == 1
+
+
+def test_midjourney_only_options_a_backend_ignores_are_listed():
+    request = request_from_midjourney("a cat --s 250 --tile --sref 1 --sw 300 --niji 6 --seed 4")
+    warnings = unsupported_midjourney_options(request, supported=frozenset({"tile"}))
+    assert warnings == [
+        "--niji 6 is a Midjourney option this backend ignores",
+        "--s 250 is a Midjourney option this backend ignores",
+        "--sref 1 is a Midjourney option this backend ignores",
+        "--sw 300 is a Midjourney option this backend ignores",
+    ]
+    assert unsupported_midjourney_options(request_from_midjourney("a:: b --seed 1")) == []

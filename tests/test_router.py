@@ -185,12 +185,6 @@ def test_a_required_negative_prompt_excludes_models_that_would_drop_it():
     assert "require_negative_prompt" in reasons(hard)["cloud:cheap"]
 
 
-def test_a_batch_over_the_per_call_limit_is_a_warning():
-    decision = decide(providers=["cloud"], request=GenerateRequest(prompt="x", batch_size=2))
-    best = next(c for c in decision.candidates if c.card.id == "cloud:best")
-    assert "expect 2 calls" in best.warnings[-1]
-
-
 def test_a_provider_that_is_not_installed_is_named():
     stray = card("ghost:model", 0.0)
     decision = decide(cards=CARDS + [stray])

@@ -94,3 +94,19 @@ def test_routing_over_the_shipped_flux_cards(strategy, expected):
     decision = Router().decide(GenerateRequest(prompt="x"), cloud_cards(), {"replicate": Cloud()},
                                RoutePolicy(strategy=strategy))
     assert decision.chosen.id == FLUX + expected
+
+
+def test_the_replicate_adapter_routes_over_the_shipped_cards():
+    from imagegen import GenerateRequest, ImageGen
+    from imagegen.settings import Settings
+    from providers.replicate import ReplicateProvider
+
+    gen = ImageGen(providers=[ReplicateProvider(Settings(replicate_api_token="r8_not_used"))],
+                   router=Router())
+    request = GenerateRequest(prompt="a cat", aspect_ratio="16:9", negative_prompt="dog")
+    assert gen.route(request, policy=RoutePolicy(strategy="cost")).chosen.id == FLUX + "flux-schnell"
+    quality = gen.route(request, policy=RoutePolicy(strategy="quality"))
+    assert [c.card.id for c in quality.candidates[:2]] == [FLUX + "flux-1.1-pro", FLUX + "flux-pro"]
+    assert any("negative_prompt" in w for w in quality.candidates[0].warnings)
+    lora = gen.route(GenerateRequest(prompt="a cat", loras=[{"name": "fofr/flux-mona-lisa"}]))
+    assert lora.chosen.id == FLUX + "flux-dev-lora" and len(lora.excluded) == 5

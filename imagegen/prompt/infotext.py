@@ -116,9 +116,11 @@ def _restore_old_hires_fix(res: InfotextParams) -> None:
     first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
     if first_w is None or first_h is None:
         return
-    width, height = int(res.get("Size-1", 512)), int(res.get("Size-2", 512))
-    first_w, first_h = int(first_w), int(first_h)
-    if width * height == 0 or max(width, height) > 1_000_000:
+    sizes = (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h)
+    if any(len(str(size)) > 7 for size in sizes):
+        return  # not an image size A1111 could have written
+    width, height, first_w, first_h = (int(size) for size in sizes)
+    if width * height == 0:
         return  # not an image size A1111 could have written
     if first_w == 0 or first_h == 0:  # A1111's old automatic first pass of about 512x512
         scale = math.sqrt(512 * 512 / (width * height))
@@ -152,7 +154,7 @@ def format_infotext(
     """
     prompt = str(params.get("Prompt", "")) if prompt is None else prompt
     negative = str(params.get("Negative prompt", "")) if negative_prompt is None else negative_prompt
-    skip = getattr(params, "defaults_added", frozenset())
+    skip: frozenset[str] = getattr(params, "defaults_added", frozenset())
     pieces = []
     for key, value in params.items():
         if key in ("Prompt", "Negative prompt") or key in skip or value is None:

@@ -14,13 +14,15 @@ from typing import Any
 
 from ..errors import PromptSyntaxError
 from . import midjourney_params as mp
+from .midjourney_rules import check_rules
 from .permutations import MAX_JOBS, escape_permutation_text, expand_permutations
 
 # A parameter starts with `--` (or the em dash Apple keyboards turn it into) after a space.
 _PARAM_START = re.compile(r"(?:^|(?<=\s))(?:--|\u2014)(?=[A-Za-z])")
 _PARAM_TOKEN = re.compile(r"(?:--|\u2014)([A-Za-z][A-Za-z0-9_]*)$")
 _PARAM_LIKE = re.compile(r"(?:--|\u2014)[A-Za-z]")
-_GLUED_PARAM = re.compile(r"(?:--|\u2014)([A-Za-z]+)")
+# Only `--` counts when glued to a word: an em dash there is ordinary prose ("the end—no more").
+_GLUED_PARAM = re.compile(r"--([A-Za-z]+)")
 _TOKEN = re.compile(r"\S+")
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)"
 _WEIGHT_SEP = re.compile(rf"::({_NUMBER})?")
@@ -151,7 +153,7 @@ def _read_image_prompts(text: str, end: int, where: str) -> tuple[tuple[str, ...
 
 def _read_parts(text: str, start: int, end: int, where: str) -> tuple[PromptPart, ...]:
     body = text[start:end]
-    if "--" in body or "\u2014" in body:
+    if "--" in body:
         for glued in _GLUED_PARAM.finditer(body):
             name = glued.group(1).lower()
             if name in mp.BY_NAME or name in mp.DEPRECATED:
@@ -181,30 +183,25 @@ def _read_parts(text: str, start: int, end: int, where: str) -> tuple[PromptPart
 
 
 def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
-    tokens = list(_TOKEN.finditer(text, start))
     given: dict[str, Any] = {}
     columns: dict[str, tuple[str, int]] = {}  # field -> (name as written, column)
-    i = 0
-    while i < len(tokens):
-        match = tokens[i]
-        column = match.start() + 1
-        name_match = _PARAM_TOKEN.match(match.group())
+    bounds = [match.start() for match in _PARAM_START.finditer(text, start)] + [len(text)]
+    for begin, end in zip(bounds, bounds[1:]):
+        name_token, *values = _TOKEN.finditer(text, begin, end)
+        column = name_token.start() + 1
+        name_match = _PARAM_TOKEN.match(name_token.group())
         if not name_match:
-            raise _fail(where, f"expected a parameter name like --ar, got {match.group()!r}",
-                        column=column, token=match.group())
+            raise _fail(where, f"expected a parameter name like --ar, got {name_token.group()!r}",
+                        column=column, token=name_token.group())
         written = name_match.group(1).lower()
-        j = i + 1
-        while j < len(tokens) and not _PARAM_START.match(tokens[j].group()):
-            j += 1
-        spec = _lookup(written, where, column, match.group())
+        spec = _lookup(written, where, column, name_token.group())
         if spec.field in columns:
             previous, previous_column = columns[spec.field]
             what = "repeats" if previous == written else f"conflicts with --{previous}"
             raise _fail(where, f"--{written} {what} (column {previous_column})", column=column,
-                        token=match.group())
+                        token=name_token.group())
         columns[spec.field] = (written, column)
-        given[spec.field] = _read_value(spec, written, tokens[i + 1:j], column, where)
-        i = j
+        given[spec.field] = _read_value(spec, written, values, column, where)
     given["_columns"] = columns
     return given
 
@@ -271,38 +268,43 @@ def _read_value(spec: mp.ParamSpec, name: str, values: list[re.Match], column: i
                     "value, and the prompt text goes before the parameters",
                     column=extra.start() + 1, token=extra.group())
     token, value_column = values[0].group(), values[0].start() + 1
-    bad = _fail(where, f"--{name} expects {_describe(spec)}, got {token!r}", column=value_column, token=token)
+
+    def bad() -> PromptSyntaxError:
+        return _fail(where, f"--{name} expects {_describe(spec)}, got {token!r}", column=value_column, token=token)
+
+    if len(token) > 40 and kind in ("int", "float", "ratio"):  # also keeps int() within its digit limit
+        raise bad()
     if kind == "int":
         if not _INT.fullmatch(token) or not spec.low <= int(token) <= spec.high:
-            raise bad
+            raise bad()
         return int(token)
     if kind == "float":
         if not _FLOAT.fullmatch(token) or not spec.low <= float(token) <= spec.high:
-            raise bad
+            raise bad()
         return float(token)
     if kind == "ratio":
         ratio = _RATIO.fullmatch(token)
         if not ratio or int(ratio.group(1)) == 0 or int(ratio.group(2)) == 0:
-            raise bad
+            raise bad()
         return f"{int(ratio.group(1))}:{int(ratio.group(2))}"
     if kind == "url":
         if not token.lower().startswith(_URL_PREFIX):
-            raise bad
+            raise bad()
         return token
     if kind == "version":
         version = mp.VERSION_ALIASES.get(token, token)
         if version not in mp.VERSIONS:
-            raise bad
+            raise bad()
         return version
     if kind == "niji":
         if token not in mp.NIJI_VERSIONS:
-            raise bad
+            raise bad()
         return token
     # choice
     if spec.choices and token.lower() not in spec.choices:
-        raise bad
+        raise bad()
     if not _CODE.fullmatch(token):
-        raise bad
+        raise bad()
     return token.lower() if spec.choices or token.lower() in _KNOWN_STYLES else token
 
 
@@ -339,89 +341,9 @@ def _check_params(
         written, column = columns[field_name]
         return _fail(where, message, column=column, token="--" + written)
 
-    version, niji = given.get("version"), given.get("niji")
-    if version and niji:
-        raise fail("niji", "--niji and --v choose different models; give only one")
-    model = "v" + version if version else "niji" + niji if niji else None
-    label = f"--v {version}" if version else f"--niji {niji}" if niji else ""
-
-    if model:
-        for field_name in given:
-            written = columns[field_name][0]
-            spec = mp.BY_NAME[written]
-            if spec.models is not None and model not in spec.models:
-                hint = " (V7 replaced it with --oref)" if spec.name in ("cref", "cw") and model == "v7" else ""
-                raise fail(field_name, f"--{written} does not work with {label}{hint}; it works with "
-                           f"{_model_list(spec.models)}")
-    _check_dependencies(given, fail, parts, images)
-    _check_version_values(given, fail, model, label)
+    check_rules(given, {name: written for name, (written, _) in columns.items()}, fail,
+                has_text=bool(parts), has_images=bool(images))
     return MidjourneyParams(**given)
-
-
-def _check_dependencies(given: dict[str, Any], fail: Any, parts: tuple, images: tuple) -> None:
-    for child, parent in (("cw", "cref"), ("sw", "sref"), ("sv", "sref"), ("ow", "oref")):
-        if child in given and parent not in given:
-            raise fail(child, f"--{child} adjusts --{parent}, which is missing")
-    if "image_weight" in given and not images:
-        raise fail("image_weight", "--iw sets the weight of image prompts, but the prompt starts with none")
-    if "sref" in given and not parts:
-        raise fail("sref", "--sref needs text in the prompt, not only images")
-    if given.get("quality") == 4 and "oref" in given:
-        raise fail("quality", "--q 4 cannot be combined with --oref")
-    if "repeat" in given and given.get("speed") == "relax":
-        raise fail("repeat", "--repeat runs only in Fast or Turbo mode, not with --relax")
-
-
-def _check_version_values(given: dict[str, Any], fail: Any, model: str | None, label: str) -> None:
-    quality = given.get("quality")
-    if quality is not None:
-        allowed = mp.QUALITY_BY_MODEL.get(model, mp.QUALITY_ANY) if model else mp.QUALITY_ANY
-        if quality not in allowed:
-            shown = ", ".join(f"{q:g}" for q in allowed)
-            raise fail("quality", f"--q {quality:g} is not allowed{' with ' + label if label else ''}; "
-                       f"use one of {shown}")
-    weird = given.get("weird")
-    if weird is not None and model and weird > mp.WEIRD_MAX_BY_MODEL.get(model, 3000):
-        raise fail("weird", f"--weird goes up to {mp.WEIRD_MAX_BY_MODEL[model]} with {label}, got {weird}")
-    image_weight = given.get("image_weight")
-    if image_weight is not None and model:
-        high = mp.IW_MAX_BY_MODEL.get(model, mp.IW_MAX_OTHER)
-        if image_weight > high:
-            raise fail("image_weight", f"--iw goes up to {high:g} with {label}, got {image_weight:g}")
-    sv = given.get("sv")
-    if sv is not None and model and sv > mp.SV_MAX_BY_MODEL.get(model, 6):
-        raise fail("sv", f"--sv goes up to {mp.SV_MAX_BY_MODEL[model]} with {label}, got {sv}")
-    aspect = given.get("aspect")
-    if aspect is not None:
-        w, h = (int(side) for side in aspect.split(":"))
-        high = mp.ASPECT_MAX_BY_MODEL.get(model, mp.ASPECT_MAX) if model else mp.ASPECT_MAX
-        if max(w, h) / min(w, h) > high:
-            raise fail("aspect", f"--ar {aspect} is too elongated{' for ' + label if label else ''}; "
-                       f"the long side may be at most {high:g} times the short one")
-    style = given.get("style")
-    if style is not None:
-        _check_style(style, fail, model, label)
-
-
-def _check_style(style: str, fail: Any, model: str | None, label: str) -> None:
-    if style == "raw":
-        if model and model not in mp.STYLE_RAW_MODELS:
-            raise fail("style", f"--style raw does not work with {label}; it works with "
-                       f"{_model_list(mp.STYLE_RAW_MODELS)}")
-    elif style in mp.STYLE_NIJI5:
-        if model != "niji5":
-            raise fail("style", f"--style {style} is a niji 5 style; add --niji 5")
-    elif style in mp.STYLE_V4:
-        if model != "v4":
-            raise fail("style", f"--style {style} is a version 4 style; add --v 4")
-
-
-def _model_list(models: frozenset[str]) -> str:
-    def key(model: str) -> tuple[int, float]:
-        return (model.startswith("niji"), float(model.lstrip("vnij")))
-
-    return ", ".join(("--niji " + m[4:]) if m.startswith("niji") else ("--v " + m[1:])
-                     for m in sorted(models, key=key))
 
 
 _EMPTY_PARAMS = MidjourneyParams()
@@ -459,7 +381,7 @@ def render_parts(parts: tuple[PromptPart, ...]) -> str:
 
 def render_midjourney(prompt: MidjourneyPrompt) -> str:
     """The prompt as Midjourney-style text; `parse_midjourney` reads it back unchanged."""
-    pieces = list(prompt.image_prompts)
+    pieces = [escape_permutation_text(url) for url in prompt.image_prompts]
     text = render_parts(prompt.parts)
     if text:
         pieces.append(escape_permutation_text(text))

@@ -32,8 +32,8 @@ class ParamSpec:
     kind: str  # int | float | ratio | flag | words | refs | urls | url | codes | choice | version | niji
     field: str  # attribute of MidjourneyParams
     aliases: tuple[str, ...] = ()
-    low: float | None = None
-    high: float | None = None
+    low: float = 0  # range of int and float values
+    high: float = 0
     choices: tuple[str, ...] = ()
     models: frozenset[str] | None = None  # None: every version
 

@@ -38,7 +38,7 @@ def request_from_midjourney(text: str, **overrides: Any) -> GenerateRequest:
 
 def expand_midjourney(text: str, **overrides: Any) -> list[GenerateRequest]:
     """One request per job: permutations expanded, ``--repeat N`` unrolled (at most 40)."""
-    requests = []
+    requests: list[GenerateRequest] = []
     for prompt in expand_prompts(text):
         count = prompt.params.repeat or 1
         single = replace(prompt, params=replace(prompt.params, repeat=None))

@@ -106,8 +106,42 @@ def split_sd_prompt(request: GenerateRequest) -> tuple[str, list[LoraRef], list[
     return _SPACES.sub(" ", text).strip(), loras, _unique(warnings)
 
 
+# Typed MidjourneyOptions fields, and what each asks for, for the warnings below.
+_MIDJOURNEY_OPTION_NAMES = {
+    "version": "--v", "niji": "--niji", "stylize": "--s", "chaos": "--c", "weird": "--weird",
+    "quality": "--q", "tile": "--tile", "style": "--style", "stop": "--stop", "repeat": "--repeat",
+    "image_prompts": "image prompts", "image_weight": "--iw", "sref": "--sref", "cref": "--cref",
+    "oref": "--oref",
+}
+
+
+def unsupported_midjourney_options(request: GenerateRequest, supported: frozenset[str] = frozenset()) -> list[str]:
+    """A warning for each Midjourney-only option set on ``request`` that a backend ignores.
+
+    ``supported`` names the MidjourneyOptions fields (or `extra` keys) the backend honours.
+    """
+    options = request.midjourney
+    if options is None:
+        return []
+    warnings = []
+    for name, shown in _MIDJOURNEY_OPTION_NAMES.items():
+        value = getattr(options, name)
+        if value not in (None, False, []) and name not in supported:
+            warnings.append(_ignored(shown, value))
+    for name, value in options.extra.items():
+        if name != "multi_prompt" and name not in supported:
+            warnings.append(_ignored("--" + name, value))
+    return warnings
+
+
+def _ignored(name: str, value: object) -> str:
+    shown = "" if value is True else " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    return f"{name} {shown}".rstrip() + " is a Midjourney option this backend ignores"
+
+
 def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-__all__ = ["multi_prompt_parts", "plain_text", "split_sd_prompt", "to_flux", "to_midjourney", "to_sd"]
+__all__ = ["multi_prompt_parts", "plain_text", "split_sd_prompt", "to_flux", "to_midjourney", "to_sd",
+           "unsupported_midjourney_options"]
