@@ -101,6 +101,7 @@ class CatalogData(BaseModel):
     cards: list[ModelCard] = Field(default_factory=list)
     local_elo_priors: dict[str, Elo] = Field(default_factory=dict)
     elo_snapshot: dict[str, str] = Field(default_factory=dict)
+    overrides: list[str] = Field(default_factory=list)  # card ids a user's file changed or added
 
     def card(self, card_id: str) -> ModelCard | None:
         return next((c for c in self.cards if c.id == card_id), None)
@@ -111,7 +112,8 @@ class CatalogData(BaseModel):
         cards.update({c.id: c for c in other.cards})
         return CatalogData(cards=list(cards.values()),
                            local_elo_priors={**self.local_elo_priors, **other.local_elo_priors},
-                           elo_snapshot={**self.elo_snapshot, **other.elo_snapshot})
+                           elo_snapshot={**self.elo_snapshot, **other.elo_snapshot},
+                           overrides=sorted({*self.overrides, *(c.id for c in other.cards)}))
 
 
 def _read(path: Path | None) -> dict[str, Any]:
@@ -142,6 +144,17 @@ def load_catalog(path: str | Path | None = None) -> CatalogData:
         base = shipped.card(card.get("id", ""))
         cards.append({**base.model_dump(), **card} if base is not None else card)
     return shipped.merged(CatalogData.model_validate({**user, "cards": cards}))
+
+
+def user_catalog_path(home: str | Path) -> Path:
+    """Where a user's own table lives: ``<IMAGEGEN_HOME>/catalog.json``."""
+    return Path(home) / "catalog.json"
+
+
+def load_user_catalog(home: str | Path | None) -> CatalogData:
+    """The shipped table with ``<home>/catalog.json`` laid over it when that file exists."""
+    path = user_catalog_path(home) if home is not None else None
+    return load_catalog(path if path is not None and path.is_file() else None)
 
 
 def cloud_cards(provider: str = "replicate", catalog: CatalogData | None = None) -> list[ModelCard]:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from .errors import ConfigError, FineTuneError, ImageGenError, PromptSyntaxError
 from .request import GenerateRequest, HiresFix, LoraRef
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .client import ImageGen
@@ -26,8 +27,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Generate images on local Stable Diffusion or Replicate's Flux models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 USAGE_ERRORS = (ValidationError, PromptSyntaxError, ConfigError, FineTuneError, ValueError)
@@ -180,7 +181,7 @@ def route(
 def route_table(decision: RouteDecision) -> Table:
     table = Table(title=f"route ({decision.strategy}): chose {decision.chosen.id}")
     for column in ("", "model", "score", "est. cost", "est. latency", "notes"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for rank, c in enumerate(decision.candidates, 1):
         marker = "→" if c.card.id == decision.chosen.id else str(rank)
         table.add_row(marker, c.card.id, f"{c.score:.4g}", f"${c.cost_usd:.4f}", f"{c.latency_s:.1f}s",
@@ -198,7 +199,7 @@ def models() -> None:
         with make_client() as gen:
             table = Table(title="models")
             for column in ("model", "family", "price", "Elo", "latency", "capabilities"):
-                table.add_column(column)
+                table.add_column(column, overflow="fold")
             for card in gen.models():
                 table.add_row(card.id, card.family, _price(card), _elo(card), f"{card.latency_s:g}s",
                               _caps(card))
@@ -251,8 +252,172 @@ def info(
     run_guarded(job)
 
 
-def _print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
+# -- fine-tunes -------------------------------------------------------------------------
+
+finetune_app = typer.Typer(help="Cloud LoRA fine-tunes on Replicate.", no_args_is_help=True)
+app.add_typer(finetune_app, name="finetune")
+
+
+@finetune_app.command("create")
+def finetune_create(
+    images: Path = typer.Argument(..., exists=True, help="Folder of images (captions as .txt beside them) or a .zip."),
+    destination: str = typer.Option(..., "--destination", "-d", help="owner/name of the new model."),
+    trigger_word: str = typer.Option("TOK", "--trigger-word", "-t"),
+    steps: int = typer.Option(1000),
+    lora_rank: int = typer.Option(16),
+    learning_rate: float = typer.Option(4e-4),
+    autocaption: bool = typer.Option(True),
+    wait: bool = typer.Option(False, help="Wait for the training to finish."),
+    budget: Optional[float] = typer.Option(None, help="Refuse to start if the estimate exceeds this (USD)."),
+) -> None:
+    """Check the dataset, upload it and start a training."""
+    from .finetune import FineTuneRequest
+
+    def job() -> None:
+        request = FineTuneRequest(images=images, destination=destination, trigger_word=trigger_word, steps=steps,
+                                  lora_rank=lora_rank, learning_rate=learning_rate, autocaption=autocaption)
+        with make_client(budget=budget) as gen:
+            started = gen.finetune(request)
+            _print_job(started.wait() if wait else started)
+
+    run_guarded(job)
+
+
+@finetune_app.command("status")
+def finetune_status(job_id: str, logs: bool = typer.Option(False, help="Print the training logs.")) -> None:
+    """Refresh one job from Replicate and print it."""
+
+    def job() -> None:
+        with make_client() as gen:
+            found = gen.job(job_id).refresh()
+            _print_job(found)
+            if logs and found.logs:
+                sys.stdout.write(found.logs + "\n")
+
+    run_guarded(job)
+
+
+@finetune_app.command("wait")
+def finetune_wait(job_id: str, timeout: Optional[float] = typer.Option(None, help="Seconds.")) -> None:
+    """Wait for a job (also one started by another process) to finish."""
+
+    def job() -> None:
+        with make_client() as gen:
+            _print_job(gen.job(job_id).wait(timeout=timeout))
+
+    run_guarded(job)
+
+
+@finetune_app.command("list")
+def finetune_list() -> None:
+    """Every stored fine-tune job, newest first."""
+
+    def job() -> None:
+        with make_client() as gen:
+            table = Table(title="fine-tunes")
+            for column in ("id", "status", "destination", "version", "cost"):
+                table.add_column(column, overflow="fold")
+            for item in gen.jobs():
+                table.add_row(item.id, item.status, item.destination, item.version or "", f"${item.cost_usd:.2f}")
+            console.print(table)
+
+    run_guarded(job)
+
+
+@finetune_app.command("cancel")
+def finetune_cancel(job_id: str) -> None:
+    """Cancel a running training."""
+
+    def job() -> None:
+        with make_client() as gen:
+            _print_job(gen.job(job_id).cancel())
+
+    run_guarded(job)
+
+
+def _print_job(job: Any) -> None:
+    cost = f"${job.cost_usd:.2f}" + ("" if job.cost_is_actual else " (estimate)")
+    console.print(f"{job.id}  {job.status}  {job.destination}  {cost}", highlight=False)
+    if job.version:
+        console.print(f"model: replicate:{job.version}", highlight=False)
+    for warning in job.warnings or []:
+        console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if job.error:
+        console.print(f"[red]error:[/red] {escape(str(job.error))}", highlight=False)
+
+
+# -- arena ------------------------------------------------------------------------------
+
+arena_app = typer.Typer(help="Your own pairwise votes and the Elo / Bradley-Terry ratings from them.",
+                        no_args_is_help=True)
+app.add_typer(arena_app, name="arena")
+
+
+@arena_app.command("vote")
+def arena_vote(
+    prompt: str = typer.Argument(...),
+    model_a: str = typer.Argument(..., help="Card id of image A's model."),
+    model_b: str = typer.Argument(..., help="Card id of image B's model."),
+    winner: str = typer.Argument(..., help="a, b, tie, or the winning card id."),
+) -> None:
+    """Record which of two images (from two models) was better for a prompt."""
+    from . import arena
+
+    def job() -> None:
+        vote = arena.record_vote(prompt, model_a, model_b, winner, home=Settings().home)
+        console.print(f"recorded vote {vote.id}: {vote.model_a} vs {vote.model_b} -> {vote.winner}",
+                      highlight=False)
+
+    run_guarded(job)
+
+
+@arena_app.command("ratings")
+def arena_ratings(method: str = typer.Option("bt", help="bt (Bradley-Terry) or elo (online)."),
+                  rounds: int = typer.Option(200, help="Bootstrap rounds for the 95% interval.")) -> None:
+    """Ratings from your votes, best first."""
+    from . import arena
+
+    def job() -> None:
+        if method not in ("bt", "elo"):
+            raise ValueError(f"--method must be bt or elo, not {method!r}")
+        rows = arena.ratings(home=Settings().home, method=method, rounds=rounds)  # type: ignore[arg-type]
+        table = Table(title=f"your ratings ({method})")
+        for column in ("model", "rating", "95% CI", "games", "W-L-T"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r.model, f"{r.rating:.0f}", f"{r.ci_low:.0f}..{r.ci_high:.0f}", str(r.games),
+                          f"{r.wins}-{r.losses}-{r.ties}")
+        console.print(table)
+
+    run_guarded(job)
+
+
+# -- emulator ---------------------------------------------------------------------------
+
+@app.command()
+def emulator(port: int = typer.Option(8787, help="Port on 127.0.0.1 (0: any free port)."),
+             processing_time: float = typer.Option(1.0, help="Emulated seconds per prediction."),
+             duration: Optional[float] = typer.Option(None, help="Stop after this many seconds.")) -> None:
+    """Run the FakeReplicate emulator in the foreground for your own integration tests."""
+    import time
+
+    from .testing import FakeReplicate
+
+    fake = FakeReplicate(port=port, processing_time_s=processing_time).start()
+    try:
+        console.print(f"FakeReplicate listening on {fake.base_url}. Set:")
+        for name, value in fake.env().items():
+            sys.stdout.write(f"export {name}={value}\n")
+        sys.stdout.flush()
+        deadline = time.monotonic() + duration if duration else None
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()
+
+
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .catalog import CatalogData, ModelCard, load_catalog
+from .catalog import CatalogData, ModelCard, load_user_catalog
 from .errors import NoRouteError
 from .health import Health, provider_key
 
@@ -122,9 +122,11 @@ UserRatings = Mapping[str, "tuple[float, int]"]  # card id -> (rating, games)
 class Router:
     """Ranks capable cards; learns health and latency from what the client reports.
 
-    ``catalog`` supplies local family Elo priors (default: the shipped table). ``user_ratings``
-    maps card ids to (rating, games); when not given they are read from the arena under
-    ``home`` the first time a policy asks for them (`refresh_user_ratings` re-reads).
+    ``catalog`` supplies local family Elo priors and the user's own card entries (default: the
+    shipped table with ``<home>/catalog.json`` laid over it); a card the user's table changes is
+    routed with the user's price, Elo, latency and capabilities. ``user_ratings`` maps card ids
+    to (rating, games); when not given they are read from the arena under ``home`` the first
+    time a policy asks for them (`refresh_user_ratings` re-reads).
     """
 
     def __init__(self, *, catalog: CatalogData | None = None, home: Path | None = None,
@@ -134,6 +136,7 @@ class Router:
         self.catalog = catalog
         self.home = home
         self._user_ratings = dict(user_ratings) if user_ratings is not None else None
+        self._override_cache: tuple[CatalogData, dict[str, ModelCard]] | None = None
         self.health = health or Health(clock=clock, failure_threshold=failure_threshold,
                                        cooldown_s=cooldown_s, latency_alpha=latency_alpha)
 
@@ -164,8 +167,15 @@ class Router:
 
     def _priors(self) -> CatalogData:
         if self.catalog is None:
-            self.catalog = load_catalog()
+            self.catalog = load_user_catalog(self.home)
         return self.catalog
+
+    def _overrides(self) -> dict[str, ModelCard]:
+        catalog = self._priors()
+        if self._override_cache is None or self._override_cache[0] is not catalog:
+            wanted = set(catalog.overrides)
+            self._override_cache = (catalog, {c.id: c for c in catalog.cards if c.id in wanted})
+        return self._override_cache[1]
 
     def _elo_resolver(self, policy: RoutePolicy,
                       cards: list[ModelCard]) -> Callable[[ModelCard], tuple[float | None, str]]:
@@ -221,8 +231,11 @@ class Router:
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
         health = self.health
         cooling_now = health.cooling_now()
+        overrides = self._overrides()
         rows, excluded = [], []
         for card in cards:
+            if overrides:
+                card = overrides.get(card.id, card)
             name = card.provider
             if (policy.local_only and name != "local") or (allowed is not None and name not in allowed) \
                     or (denied and (name in denied or card.id in denied)):

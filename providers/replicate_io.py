@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import re
+import ssl
 import threading
 import time
 from contextvars import ContextVar
@@ -20,6 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
+import certifi
 import httpx
 from tenacity import (AsyncRetrying, RetryError, retry_if_exception, retry_if_exception_type,
                       stop_after_attempt, wait_exponential_jitter)
@@ -97,7 +100,7 @@ class ReplicateSession:
 
         limits = httpx.Limits(max_connections=self.policy.max_concurrency + 8,
                               max_keepalive_connections=self.policy.max_concurrency + 8)
-        self._transport = httpx.AsyncHTTPTransport(limits=limits)
+        self._transport = httpx.AsyncHTTPTransport(limits=limits, verify=_ssl_context())
         timeout = httpx.Timeout(self.policy.timeout_s, connect=10.0)
         self.client = replicate.Client(api_token=self._token, base_url=self.base_url,
                                        timeout=timeout, transport=self._transport,
@@ -108,8 +111,9 @@ class ReplicateSession:
         inner = getattr(self.client._async_client, "_transport", None)
         if hasattr(inner, "max_attempts"):
             inner.max_attempts = 1
-        self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False,
-                                      event_hooks={"request": [self._count]})
+        self._files = httpx.AsyncHTTPTransport(limits=limits, verify=_ssl_context())
+        self.http = httpx.AsyncClient(timeout=timeout, transport=self._files,
+                                      follow_redirects=False, event_hooks={"request": [self._count]})
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -312,6 +316,12 @@ class _HttpStatus(Exception):
     def __init__(self, status: int):
         self.status = status
         super().__init__(f"HTTP {status}")
+
+
+@functools.lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs tens of milliseconds of CPU: once per process, not per call.
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def outputs_complete(prediction: dict[str, Any], expected: int) -> bool:

@@ -12,6 +12,12 @@ from .test_client import PaintProvider
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch):
+    # Tables fold long ids on narrow terminals; tests read them whole.
+    monkeypatch.setattr(cli.console, "width", 300)
+
+
 @pytest.fixture
 def paint(monkeypatch):
     provider = PaintProvider(price=0.002)
@@ -111,3 +117,72 @@ def test_info_on_image_without_parameters_is_exit_1(tmp_path):
     Image.new("RGB", (8, 8)).save(path)
     result = runner.invoke(cli.app, ["info", str(path)])
     assert result.exit_code == 1 and "no generation parameters" in result.output
+
+
+# -- finetune, arena, emulator ------------------------------------------------------------
+
+@pytest.fixture
+def fake_env(monkeypatch):
+    from imagegen.testing import FakeReplicate
+
+    with FakeReplicate(training_time_s=0.2) as fake:
+        for name, value in fake.env().items():
+            monkeypatch.setenv(name, value)
+        yield fake
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (512, 512), (i * 20, 90, 30)).save(folder / f"p{i}.png")
+        (folder / f"p{i}.txt").write_text(f"a photo of TOK number {i}")
+    return folder
+
+
+def test_finetune_create_wait_list_status(fake_env, photos):
+    result = runner.invoke(cli.app, ["finetune", "create", str(photos), "-d", "fake-user/cli-lora", "--steps", "10"])
+    assert result.exit_code == 0, result.output
+    job_id = result.output.split()[0]
+    assert job_id.startswith("ft-")
+    result = runner.invoke(cli.app, ["finetune", "wait", job_id, "--timeout", "30"])
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.output and "model: replicate:fake-user/cli-lora:" in result.output
+    listing = runner.invoke(cli.app, ["finetune", "list"])
+    assert job_id in listing.output and "succeeded" in listing.output
+    assert runner.invoke(cli.app, ["finetune", "status", job_id]).exit_code == 0
+    assert fake_env.training_create_count == 1
+
+
+def test_finetune_bad_dataset_lists_files_and_exit_2(fake_env, tmp_path):
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    Image.new("RGB", (100, 100)).save(folder / "small.png")
+    result = runner.invoke(cli.app, ["finetune", "create", str(folder), "-d", "fake-user/x"])
+    assert result.exit_code == 2, result.output
+    assert "small.png" in result.output
+    assert fake_env.training_create_count == 0
+
+
+def test_finetune_unknown_job_exit_2():
+    result = runner.invoke(cli.app, ["finetune", "status", "ft-nope"])
+    assert result.exit_code == 2 and "ft-nope" in result.output
+
+
+def test_arena_vote_and_ratings():
+    for winner in ("a", "a", "b", "a", "tie"):
+        result = runner.invoke(cli.app, ["arena", "vote", "a cat", "local:sd15", "replicate:x/y", winner])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(cli.app, ["arena", "ratings", "--rounds", "20"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "local:sd15" in line or "replicate:x/y" in line]
+    assert "local:sd15" in lines[0]  # the more-often winner ranks first
+    bad = runner.invoke(cli.app, ["arena", "vote", "a cat", "same", "same", "a"])
+    assert bad.exit_code == 2
+
+
+def test_emulator_prints_env_and_stops_by_itself():
+    result = runner.invoke(cli.app, ["emulator", "--port", "0", "--duration", "0.3"])
+    assert result.exit_code == 0, result.output
+    assert "export REPLICATE_BASE_URL=http://127.0.0.1:" in result.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from ..errors import PromptSyntaxError
@@ -186,7 +187,7 @@ def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
     given: dict[str, Any] = {}
     columns: dict[str, tuple[str, int]] = {}  # field -> (name as written, column)
     bounds = [match.start() for match in _PARAM_START.finditer(text, start)] + [len(text)]
-    for begin, end in zip(bounds, bounds[1:]):
+    for begin, end in pairwise(bounds):
         name_token, *values = _TOKEN.finditer(text, begin, end)
         column = name_token.start() + 1
         name_match = _PARAM_TOKEN.match(name_token.group())

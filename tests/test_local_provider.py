@@ -1,0 +1,307 @@
+"""The local provider against plain diffusers on a tiny random-weight SD 1.x checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from imagegen.errors import CancelledError, ConfigError, ModelLoadError  # noqa: E402
+from imagegen.prompt.infotext import parse_infotext  # noqa: E402
+from imagegen.request import GenerateRequest, HiresFix, LoraRef  # noqa: E402
+from imagegen.result import read_infotext  # noqa: E402
+from imagegen.settings import Settings  # noqa: E402
+from providers.local import LocalProvider  # noqa: E402
+from tests.local_fixtures import raw_pipeline, tiny_models  # noqa: E402
+
+SIZE = 64
+STEPS = 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny models run faster single-threaded, and the machine is shared.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return tiny_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def provider(tiny, tmp_path_factory):
+    return LocalProvider(Settings(models_dir=tiny.models_dir, home=tmp_path_factory.mktemp("home"), device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def card(provider):
+    return provider.card_for("tiny")
+
+
+@pytest.fixture(scope="session")
+def raw(tiny):
+    pipe = raw_pipeline(tiny.pipeline_dir)
+    pipe.original_scheduler_config = dict(pipe.scheduler.config)
+    return pipe
+
+
+def request(**fields) -> GenerateRequest:
+    base = {"prompt": "a red cat", "seed": 1234, "steps": STEPS, "width": SIZE, "height": SIZE, "sampler": "Euler"}
+    return GenerateRequest(**{**base, **fields})
+
+
+def pixels(image) -> np.ndarray:
+    return np.asarray(image.pil() if hasattr(image, "pil") else image).astype(np.int16)
+
+
+def raw_run(raw, scheduler, seeds, prompt="a red cat", steps=STEPS, **kwargs):
+    import diffusers
+
+    name, flags = scheduler
+    raw.scheduler = getattr(diffusers, name).from_config(raw.original_scheduler_config, **flags)
+    return raw(prompt, negative_prompt="", num_inference_steps=steps, guidance_scale=7.0, width=SIZE, height=SIZE,
+               generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **kwargs).images
+
+
+# A1111 name -> the diffusers scheduler and flags it must equal (sd_local.md §3.3-3.4).
+SAMPLERS = {
+    "Euler": ("EulerDiscreteScheduler", {"timestep_spacing": "linspace"}),
+    "Euler a": ("EulerAncestralDiscreteScheduler", {"timestep_spacing": "linspace"}),
+    "DPM++ 2M": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True, "timestep_spacing": "linspace",
+                                                 "algorithm_type": "dpmsolver++"}),
+    "DPM++ 2M SDE": ("DPMSolverMultistepScheduler", {"use_exponential_sigmas": True, "timestep_spacing": "linspace",
+                                                     "algorithm_type": "sde-dpmsolver++"}),
+    "Heun": ("HeunDiscreteScheduler", {"timestep_spacing": "linspace"}),
+    "LMS Karras": ("LMSDiscreteScheduler", {"use_karras_sigmas": True, "timestep_spacing": "linspace"}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {"use_karras_sigmas": True, "timestep_spacing": "linspace"}),
+    "DDIM": ("DDIMScheduler", {"timestep_spacing": "leading", "steps_offset": 1}),
+    "UniPC": ("UniPCMultistepScheduler", {"timestep_spacing": "leading", "steps_offset": 1}),
+}
+
+
+@pytest.mark.parametrize("sampler", list(SAMPLERS))
+def test_adapter_pixels_equal_raw_diffusers_with_the_same_scheduler(provider, card, raw, sampler):
+    ours = provider.generate(request(sampler=sampler), card)
+    reference = raw_run(raw, SAMPLERS[sampler], [1234])
+    assert np.array_equal(pixels(ours.images[0]), pixels(reference[0]))
+
+
+def same_image(a, b) -> bool:
+    """Equal up to float rounding: batched matmuls round differently from single ones (~1e-6),
+    which can move a pixel by one level; a different seed changes most pixels by far more."""
+    diff = np.abs(pixels(a) - pixels(b))
+    return diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_batch_image_i_equals_single_run_with_seed_plus_i(provider, card):
+    batch = provider.generate(request(sampler="Euler a", seed=10, batch_size=3), card)
+    assert [im.seed for im in batch.images] == [10, 11, 12]
+    singles = [provider.generate(request(sampler="Euler a", seed=10 + i), card).images[0] for i in range(3)]
+    for index, image in enumerate(batch.images):
+        assert same_image(image, singles[index])
+    assert not same_image(batch.images[1], singles[0])
+
+
+def test_batch_count_times_batch_size_gives_consecutive_seeds(provider, card):
+    result = provider.generate(request(seed=50, batch_size=2, batch_count=2), card)
+    assert [im.seed for im in result.images] == [50, 51, 52, 53]
+    last = provider.generate(request(seed=53), card)
+    assert same_image(result.images[3], last.images[0])
+
+
+def test_lora_changes_output_exactly_as_diffusers_load_lora_weights(provider, card, raw, tiny):
+    base = provider.generate(request(), card)
+    ours = provider.generate(request(loras=[LoraRef(name="tiny_style", weight=0.7)]), card)
+    tagged = provider.generate(request(prompt="a red cat <lora:tiny_style:0.7>"), card)
+    raw.load_lora_weights(str(tiny.lora), adapter_name="style")
+    raw.set_adapters(["style"], adapter_weights=[0.7])
+    try:
+        reference = raw_run(raw, SAMPLERS["Euler"], [1234])
+    finally:
+        raw.unload_lora_weights()
+    assert not np.array_equal(pixels(ours.images[0]), pixels(base.images[0]))
+    assert np.array_equal(pixels(ours.images[0]), pixels(reference[0]))
+    assert np.array_equal(pixels(tagged.images[0]), pixels(reference[0]))
+    assert "Lora hashes" in parse_infotext(tagged.images[0].infotext)
+
+
+def test_switching_loras_off_restores_the_base_without_reloading(provider, card):
+    provider.generate(request(), card)
+    loads = provider.cache.loads
+    before = provider.generate(request(), card)
+    provider.generate(request(loras=[LoraRef(name="tiny_style", weight=1.0)]), card)
+    after = provider.generate(request(), card)
+    assert np.array_equal(pixels(before.images[0]), pixels(after.images[0]))
+    assert provider.cache.loads == loads and after.load_s == 0.0
+
+
+def test_warm_cache_second_request_does_not_reload(tiny, tmp_path):
+    fresh = LocalProvider(Settings(models_dir=tiny.models_dir, home=tmp_path, device="cpu"))
+    first = fresh.generate(request(), fresh.card_for("tiny"))
+    second = fresh.generate(request(), fresh.card_for("tiny"))
+    assert first.load_s > 0 and second.load_s == 0.0
+    assert fresh.cache.loads == 1
+    assert first.cost_usd == 0.0 and first.gpu_seconds > 0
+
+
+class UnetCalls:
+    """Counts UNet forward passes (each denoising step is one call with CFG batched)."""
+
+    def __init__(self, unet):
+        self.count = 0
+        self.handle = unet.register_forward_hook(self._hook)
+
+    def _hook(self, *args):
+        self.count += 1
+
+
+@pytest.mark.parametrize(("steps", "hires_steps", "denoise", "expected_hires"), [(4, 3, 0.5, 3), (4, 0, 0.7, 4)])
+def test_hires_fix_runs_a1111_step_count(provider, card, steps, hires_steps, denoise, expected_hires):
+    hires = HiresFix(scale=2.0, upscaler="Latent", steps=hires_steps, denoising_strength=denoise)
+    provider.generate(request(steps=1), card)  # warm
+    calls = UnetCalls(provider.cache.model.base.unet)
+    try:
+        result = provider.generate(request(steps=steps, hires=hires), card)
+    finally:
+        calls.handle.remove()
+    assert calls.count == steps + expected_hires
+    assert result.raw["hires_steps"] == expected_hires
+    assert (result.images[0].width, result.images[0].height) == (2 * SIZE, 2 * SIZE)
+    info = parse_infotext(result.images[0].infotext)
+    assert info["Hires upscaler"] == "Latent" and info["Denoising strength"] == f"{denoise:g}"
+
+
+def test_hires_fix_with_an_image_upscaler(provider, card):
+    hires = HiresFix(scale=1.5, upscaler="Lanczos", steps=2, denoising_strength=0.5)
+    result = provider.generate(request(hires=hires), card)
+    assert (result.images[0].width, result.images[0].height) == (96, 96)
+
+
+def test_img2img_runs_a1111_step_count(provider, card):
+    init = provider.generate(request(), card).images[0].pil()
+    calls = UnetCalls(provider.cache.model.base.unet)
+    try:
+        result = provider.generate(request(steps=10, init_image=init, denoising_strength=0.35), card)
+    finally:
+        calls.handle.remove()
+    assert calls.count == int(0.35 * 10) + 1  # A1111: t_enc + 1 steps
+    assert result.raw["first_pass_steps"] == 4
+
+
+def test_inpaint_with_mask_runs_at_the_request_size(provider, card):
+    from PIL import Image
+
+    init = provider.generate(request(), card).images[0].pil()
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    result = provider.generate(request(init_image=init, mask_image=mask, denoising_strength=0.8), card)
+    assert (result.images[0].width, result.images[0].height) == (SIZE, SIZE)
+
+
+def test_controlnet_openpose_from_keypoints_changes_the_image(provider, card):
+    points = [0.0] * 54
+    for index, (x, y) in {0: (32, 10), 1: (32, 20), 2: (22, 20), 3: (18, 34), 5: (42, 20), 6: (46, 34),
+                          8: (26, 40), 11: (38, 40)}.items():
+        points[3 * index: 3 * index + 3] = [x, y, 1.0]
+    pose = {"canvas_width": SIZE, "canvas_height": SIZE, "people": [{"pose_keypoints_2d": points}]}
+    plain = provider.generate(request(), card)
+    unit = {"model": "tiny_openpose", "pose": pose, "weight": 1.0}
+    posed = provider.generate(request(controlnets=[unit]), card)
+    assert not np.array_equal(pixels(plain.images[0]), pixels(posed.images[0]))
+    again = provider.generate(request(controlnets=[unit]), card)
+    assert np.array_equal(pixels(posed.images[0]), pixels(again.images[0]))
+
+
+def test_clip_skip_2_differs_from_1_and_does_not_crash(provider, card):
+    one = provider.generate(request(clip_skip=1), card)
+    two = provider.generate(request(clip_skip=2), card)
+    assert not np.array_equal(pixels(one.images[0]), pixels(two.images[0]))
+    assert parse_infotext(two.images[0].infotext)["Clip skip"] == "2"
+
+
+def test_prompt_longer_than_77_tokens_works(provider, card):
+    long_prompt = ", ".join(["a red cat on a big hill"] * 20)
+    result = provider.generate(request(prompt=long_prompt), card)
+    assert len(result.images) == 1
+
+
+def test_prompt_editing_changes_the_prompt_mid_run(provider, card):
+    def run(prompt):
+        return pixels(provider.generate(request(prompt=prompt, steps=4), card).images[0])
+
+    edited, cat, dog = run("a [cat:dog:2] photo"), run("a cat photo"), run("a dog photo")
+    assert not np.array_equal(edited, cat) and not np.array_equal(edited, dog)
+    assert np.array_equal(run("a [cat:dog:4] photo"), cat)  # the switch after the last step never happens
+
+
+def test_infotext_carries_each_image_seed_and_is_stored_in_the_png(provider, card):
+    result = provider.generate(request(seed=77, batch_size=2, negative_prompt="blurry"), card)
+    second = result.images[1]
+    info = parse_infotext(read_infotext(second.data))
+    assert info["Seed"] == "78" and info["Negative prompt"] == "blurry"
+    assert info["Sampler"] == "Euler" and info["Steps"] == str(STEPS) and info["Size-1"] == str(SIZE)
+
+
+def test_progress_reports_every_step_and_cancel_stops_between_steps(provider, card):
+    events = []
+    provider.generate(request(steps=4), card, progress=events.append)
+    steps = [(e.step, e.total) for e in events if e.stage == "step"]
+    assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+    def cancel(event):
+        if event.stage == "step" and event.step == 2:
+            raise CancelledError("stopped")
+
+    with pytest.raises(CancelledError):
+        provider.generate(request(steps=4), card, progress=cancel)
+
+
+def test_missing_checkpoint_is_a_model_load_error_naming_the_path(provider, tmp_path):
+    missing = tmp_path / "nothing.safetensors"
+    with pytest.raises(ModelLoadError, match="nothing.safetensors"):
+        provider.card_for(str(missing))
+
+
+def test_corrupt_checkpoint_is_a_model_load_error(provider, tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(ModelLoadError, match="broken.safetensors"):
+        provider.card_for(str(broken))
+
+
+def test_missing_lora_is_a_model_load_error(provider, card):
+    with pytest.raises(ModelLoadError, match="no_such_lora"):
+        provider.generate(request(prompt="a cat <lora:no_such_lora:1>"), card)
+
+
+def test_unknown_provider_option_names_the_key(provider, card):
+    bad = request(provider_options={"local": {"vae_tilling": True}})
+    with pytest.raises(ConfigError, match="vae_tilling"):
+        provider.check(bad, card)
+    with pytest.raises(ConfigError, match="vae_tilling"):
+        provider.generate(bad, card)
+
+
+def test_memory_options_keep_the_image(provider, card):
+    plain = provider.generate(request(), card)
+    opts = {"local": {"attention_slicing": True, "vae_tiling": True}}
+    sliced = provider.generate(request(provider_options=opts), card)
+    assert np.abs(pixels(plain.images[0]) - pixels(sliced.images[0])).max() <= 1
+
+
+def test_inexact_sampler_is_a_check_warning(provider, card):
+    warnings = provider.check(request(sampler="DPM adaptive"), card).warnings
+    assert any("DPM adaptive" in w for w in warnings)
+
+
+def test_cards_are_free_local_models_with_family(provider, card):
+    assert card.id == "local:tiny" and card.family == "sd15" and card.price.per_gpu_second == 0
+    assert card.elo.value is None
+    assert [c.id for c in provider.models()] == [c.id for c in provider.models() if c.provider == "local"]
+    assert "local:tiny" in [c.id for c in provider.models()]
