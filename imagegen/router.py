@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -57,7 +57,7 @@ class RoutePolicy(BaseModel):
     exclude: list[str] = Field(default_factory=list)  # provider names or card ids
     local_only: bool = False
     require_negative_prompt: bool = False  # a card that would drop the negative prompt is excluded
-    unknown_elo: Union[Literal["last", "exclude"], float] = "last"  # noqa: UP007 (pydantic order)
+    unknown_elo: Literal["last", "exclude"] | float = "last"
     elo_source: Literal["shipped", "user", "blend"] = "shipped"
     blend_votes: float = Field(default=30.0, gt=0)  # votes at which user and shipped count equally
     max_attempts: int = Field(default=3, ge=1, le=10)
@@ -219,6 +219,9 @@ class Router:
                providers: Mapping[str, Provider], policy: RoutePolicy) -> RouteDecision:
         from .ranking import rank
 
+        overrides = self._overrides()
+        if overrides:  # the user's own table wins over what a provider ships
+            cards = [overrides.get(card.id, card) for card in cards]
         elo_of = self._elo_resolver(policy, cards)
         fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
         count = max(1, request.image_count)
@@ -231,14 +234,11 @@ class Router:
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
         health = self.health
         cooling_now = health.cooling_now()
-        overrides = self._overrides()
         rows, excluded = [], []
         for card in cards:
-            if overrides:
-                card = overrides.get(card.id, card)
             name = card.provider
-            if (policy.local_only and name != "local") or (allowed is not None and name not in allowed) \
-                    or (denied and (name in denied or card.id in denied)):
+            forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
+            if forbidden or (denied and (name in denied or card.id in denied)):
                 excluded.append(Exclusion(card, _policy_reason(card, policy)))
                 continue
             provider = providers.get(name)
@@ -251,15 +251,17 @@ class Router:
                 continue
             caps = card.capabilities
             if needs_negative and not caps.negative_prompt:
-                excluded.append(Exclusion(card, "does not take a negative prompt (require_negative_prompt is set)"))
+                excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
             cost = provider.estimate_cost(request, card)
             latency = health.latency(card.id, card.latency_s)[0] * count
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"
-            if (max_cost is not None and cost / count > max_cost) or (max_latency is not None and latency > max_latency) \
-                    or (elo is None and elo_required) or (elo is not None and min_elo is not None and elo < min_elo):
+            over_budget = max_cost is not None and cost / count > max_cost
+            too_slow = max_latency is not None and latency > max_latency
+            short_of_elo = elo_required if elo is None else (min_elo is not None and elo < min_elo)
+            if over_budget or too_slow or short_of_elo:
                 excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
                 continue
             warnings = list(check.warnings)  # (a batch over max_images_per_call is the provider's to split)

@@ -110,3 +110,23 @@ def test_the_replicate_adapter_routes_over_the_shipped_cards():
     assert any("negative_prompt" in w for w in quality.candidates[0].warnings)
     lora = gen.route(GenerateRequest(prompt="a cat", loras=[{"name": "fofr/flux-mona-lisa"}]))
     assert lora.chosen.id == FLUX + "flux-dev-lora" and len(lora.excluded) == 5
+
+
+def test_a_user_table_under_home_changes_how_cards_are_routed(tmp_path):
+    from imagegen import GenerateRequest
+    from providers.base import BaseProvider
+
+    class Cloud(BaseProvider):
+        name = "replicate"
+
+    (tmp_path / "catalog.json").write_text(json.dumps({"cards": [
+        {"id": FLUX + "flux-dev", "price": {"per_image": 0.001, "source": "my negotiated price"},
+         "elo": {"value": 1200, "source": "my own table", "date": "2026-11"}}]}))
+    router = Router(home=tmp_path)
+    request = GenerateRequest(prompt="x")
+    for strategy in ("cost", "quality"):
+        decision = router.decide(request, cloud_cards(), {"replicate": Cloud()}, RoutePolicy(strategy=strategy))
+        assert decision.chosen.id == FLUX + "flux-dev"
+        assert decision.chosen.price.source == "my negotiated price"
+    assert Router(home=tmp_path / "elsewhere").decide(
+        request, cloud_cards(), {"replicate": Cloud()}, RoutePolicy()).chosen.id == FLUX + "flux-schnell"
