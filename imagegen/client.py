@@ -87,14 +87,15 @@ class ImageGen:
         request = self._as_request(request)
         policy = policy or self.policy
         if request.model:
-            card = self.card(request.model)
+            card = self.router.effective_card(self.card(request.model))
             provider = self._provider(card)
             check = provider.check(request, card)
             if not check.ok:
                 raise NoRouteError(f"model {card.id} cannot serve this request",
                                    [(card.id, "; ".join(check.missing))])
             candidate = Candidate(card=card, score=0.0, cost_usd=provider.estimate_cost(request, card),
-                                  latency_s=card.latency_s, warnings=check.warnings)
+                                  latency_s=self.router.expected_latency_s(card, request.image_count),
+                                  warnings=check.warnings)
             return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
         return self.router.decide(request, self.models(), self.providers, policy)
 

@@ -125,8 +125,8 @@ class Router:
     ``catalog`` supplies local family Elo priors and the user's own card entries (default: the
     shipped table with ``<home>/catalog.json`` laid over it); a card the user's table changes is
     routed with the user's price, Elo, latency and capabilities. ``user_ratings`` maps card ids
-    to (rating, games); when not given they are read from the arena under ``home`` the first
-    time a policy asks for them (`refresh_user_ratings` re-reads).
+    to (rating, games); when not given they are read from the arena under ``home`` when a policy
+    asks for them, and read again after new votes.
     """
 
     def __init__(self, *, catalog: CatalogData | None = None, home: Path | None = None,
@@ -137,6 +137,7 @@ class Router:
         self.home = home
         self._user_ratings = dict(user_ratings) if user_ratings is not None else None
         self._override_cache: tuple[CatalogData, dict[str, ModelCard]] | None = None
+        self._arena_stamp: tuple[int, int] | None = None  # (mtime, size) of the arena file last read
         self.health = health or Health(clock=clock, failure_threshold=failure_threshold,
                                        cooldown_s=cooldown_s, latency_alpha=latency_alpha)
 
@@ -149,11 +150,23 @@ class Router:
     def record_failure(self, card: ModelCard) -> None:
         self.health.record_failure(card.id, card.provider)
 
+    # -- what the client asks about one card ---------------------------------------------
+
+    def effective_card(self, card: ModelCard) -> ModelCard:
+        """The card as routed: the user's own table entry for it when there is one."""
+        overrides = self._overrides()
+        return overrides.get(card.id, card) if overrides else card
+
+    def expected_latency_s(self, card: ModelCard, images: int = 1) -> float:
+        """Expected seconds for ``images`` images: observed (EWMA) once the card has run."""
+        return self.health.latency(card.id, card.latency_s)[0] * max(1, images)
+
     # -- Elo sources -------------------------------------------------------------------
 
     @property
     def user_ratings(self) -> dict[str, tuple[float, int]]:
-        if self._user_ratings is None:
+        """Your arena ratings; re-read when the arena file has changed since the last read."""
+        if self._user_ratings is None or (self._arena_stamp is not None and self._arena_stamp != self._stamp()):
             self.refresh_user_ratings()
         return self._user_ratings or {}
 
@@ -163,7 +176,15 @@ class Router:
             return
         from .arena import Arena
 
+        self._arena_stamp = self._stamp()
         self._user_ratings = Arena.at_home(self.home).ratings_for_router()
+
+    def _stamp(self) -> tuple[int, int]:
+        try:
+            stat = (Path(self.home) / "arena.sqlite").stat()
+        except OSError:
+            return (0, 0)
+        return (stat.st_mtime_ns, stat.st_size)
 
     def _priors(self) -> CatalogData:
         if self.catalog is None:

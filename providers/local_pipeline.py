@@ -183,7 +183,8 @@ def load_vae(source: Path, model: LoadedModel) -> Any:
         if source.is_dir():
             vae = AutoencoderKL.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
         else:
-            config = model.config_dir or config_dir_for(model.family)
+            # The VAE config of the loaded model: its own folder, the given config, or the packaged one.
+            config = model.config_dir or (model.path if model.path.is_dir() else config_dir_for(model.family))
             vae = AutoencoderKL.from_single_file(str(source), config=str(config), subfolder="vae",
                                                  local_files_only=True, torch_dtype=dtype)
     except Exception as exc:

@@ -19,8 +19,7 @@ from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
 from .base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
-from .replicate_io import (TERMINAL, CallPolicy, ClaimedIds, ReplicateSession, made_by,
-                           outputs_complete)
+from .replicate_io import TERMINAL, CallPolicy, ClaimedIds, ReplicateSession, made_by, outputs_complete
 from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards
 from .replicate_translate import Plan, PlannedPrediction, plan_request
 
@@ -118,9 +117,9 @@ class _Run:
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(guarded(p)) for p in self.plan.predictions]
-        except BaseExceptionGroup as grouped:  # a cancel from the progress callback
+        except Exception as grouped:  # an ExceptionGroup: e.g. a cancel from the progress callback
             await self._cancel_remote()
-            raise grouped.exceptions[0] from None
+            raise getattr(grouped, "exceptions", [grouped])[0] from None
         except asyncio.CancelledError:
             await self._cancel_remote()
             raise

@@ -16,16 +16,23 @@ import re
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import certifi
 import httpx
-from tenacity import (AsyncRetrying, RetryError, retry_if_exception, retry_if_exception_type,
-                      stop_after_attempt, wait_exponential_jitter)
+from tenacity import (
+    AsyncRetrying,
+    RetryError,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from imagegen.errors import ProviderError, UnknownOutcomeError
 
@@ -389,7 +396,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return float(a) == float(b)
     return a == b
@@ -409,7 +416,9 @@ def _timestamp(value: str | None) -> float:
 
 def _unknown_detail(target: Target, payload: dict[str, Any], sent_at: float,
                     cause: Exception) -> dict[str, Any]:
-    return {"model": target.model, "version": target.version, "input": payload,
+    # Inputs such as hf_api_token / civitai_api_token are secrets too.
+    shown = {k: ("<redacted>" if k.endswith("_token") else v) for k, v in payload.items()}
+    return {"model": target.model, "version": target.version, "input": shown,
             "sent_at": sent_at, "cause": _describe(cause)}
 
 

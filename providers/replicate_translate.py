@@ -14,8 +14,16 @@ from typing import Any
 from imagegen.catalog import ModelCard
 from imagegen.request import GenerateRequest, parse_aspect_ratio
 
-from .replicate_models import (FORMAT_TO_REPLICATE, FluxModel, Target,
-                               _size_at_1mp, nearest_ratio, ratio_size, round_to, target_for)
+from .replicate_models import (
+    FORMAT_TO_REPLICATE,
+    FluxModel,
+    Target,
+    _size_at_1mp,
+    nearest_ratio,
+    ratio_size,
+    round_to,
+    target_for,
+)
 
 _MANAGED = {"prompt": "the request's prompt", "seed": "the request's seed (image i gets seed+i)"}
 _LORA_SCHEMES = ("https://", "http://", "huggingface.co/", "civitai.com/")
@@ -169,7 +177,7 @@ def _map_loras(request: GenerateRequest, flux: FluxModel, out: dict, missing: li
         missing.append(f"takes at most {len(flux.lora_slots)} LoRA(s) "
                        f"(got {len(request.loras)})")
         return
-    for lora, (weights_field, scale_field) in zip(request.loras, flux.lora_slots):
+    for lora, (weights_field, scale_field) in zip(request.loras, flux.lora_slots, strict=False):
         if not _fetchable_lora(lora.name):
             missing.append(f"LoRA {lora.name!r} is not a URL or a Replicate, Hugging Face or "
                            "CivitAI reference Replicate can fetch")

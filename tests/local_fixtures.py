@@ -166,3 +166,109 @@ def raw_pipeline(folder: Path):
                                                    requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# -- single-file (LDM layout) export ------------------------------------------------------
+
+
+def _unet_prefix_map(unet) -> list[tuple[str, str]]:
+    """(LDM prefix, diffusers prefix) for an SD 1.x-layout UNet of any depth/width."""
+    config = unet.config
+    layers = config.layers_per_block
+    blocks = len(config.block_out_channels)
+    pairs = [("time_embed.0.", "time_embedding.linear_1."), ("time_embed.2.", "time_embedding.linear_2."),
+             ("input_blocks.0.0.", "conv_in."), ("out.0.", "conv_norm_out."), ("out.2.", "conv_out."),
+             ("middle_block.0.", "mid_block.resnets.0."), ("middle_block.1.", "mid_block.attentions.0."),
+             ("middle_block.2.", "mid_block.resnets.1.")]
+    for i in range(blocks):
+        down_attn = "CrossAttn" in config.down_block_types[i]
+        up_attn = "CrossAttn" in config.up_block_types[i]
+        for j in range(layers):
+            ldm = (layers + 1) * i + j + 1
+            pairs.append((f"input_blocks.{ldm}.0.", f"down_blocks.{i}.resnets.{j}."))
+            if down_attn:
+                pairs.append((f"input_blocks.{ldm}.1.", f"down_blocks.{i}.attentions.{j}."))
+        if i < blocks - 1:
+            pairs.append((f"input_blocks.{(layers + 1) * (i + 1)}.0.op.", f"down_blocks.{i}.downsamplers.0.conv."))
+        for j in range(layers + 1):
+            ldm = (layers + 1) * i + j
+            pairs.append((f"output_blocks.{ldm}.0.", f"up_blocks.{i}.resnets.{j}."))
+            if up_attn:
+                pairs.append((f"output_blocks.{ldm}.1.", f"up_blocks.{i}.attentions.{j}."))
+        if i < blocks - 1:
+            slot = 2 if up_attn else 1
+            pairs.append((f"output_blocks.{(layers + 1) * i + layers}.{slot}.", f"up_blocks.{i}.upsamplers.0."))
+    return pairs
+
+
+_RESNET_RENAMES = [("in_layers.0.", "norm1."), ("in_layers.2.", "conv1."), ("out_layers.0.", "norm2."),
+                   ("out_layers.3.", "conv2."), ("emb_layers.1.", "time_emb_proj."),
+                   ("skip_connection.", "conv_shortcut.")]
+
+
+def _convert(state: dict, pairs: list[tuple[str, str]], inner: list[tuple[str, str]]) -> dict:
+    out = {}
+    for key, value in state.items():
+        for ldm_prefix, hf_prefix in sorted(pairs, key=lambda p: -len(p[1])):
+            if key.startswith(hf_prefix):
+                rest = key[len(hf_prefix):]
+                if ".resnets." in hf_prefix:
+                    for ldm_name, hf_name in inner:
+                        if rest.startswith(hf_name):
+                            rest = ldm_name + rest[len(hf_name):]
+                key = ldm_prefix + rest
+                break
+        else:
+            raise KeyError(f"no LDM name for {key}")
+        out[key] = value
+    return out
+
+
+def _vae_state(vae) -> dict:
+    config = vae.config
+    blocks = len(config.block_out_channels)
+    layers = config.layers_per_block
+    pairs = [("encoder.conv_in.", "encoder.conv_in."), ("encoder.conv_out.", "encoder.conv_out."),
+             ("encoder.norm_out.", "encoder.conv_norm_out."), ("decoder.conv_in.", "decoder.conv_in."),
+             ("decoder.conv_out.", "decoder.conv_out."), ("decoder.norm_out.", "decoder.conv_norm_out."),
+             ("quant_conv.", "quant_conv."), ("post_quant_conv.", "post_quant_conv.")]
+    for part in ("encoder", "decoder"):
+        pairs += [(f"{part}.mid.block_{i + 1}.", f"{part}.mid_block.resnets.{i}.") for i in range(2)]
+        pairs.append((f"{part}.mid.attn_1.", f"{part}.mid_block.attentions.0."))
+    for i in range(blocks):
+        for j in range(layers):
+            pairs.append((f"encoder.down.{i}.block.{j}.", f"encoder.down_blocks.{i}.resnets.{j}."))
+        for j in range(layers + 1):
+            pairs.append((f"decoder.up.{blocks - 1 - i}.block.{j}.", f"decoder.up_blocks.{i}.resnets.{j}."))
+        if i < blocks - 1:
+            pairs.append((f"encoder.down.{i}.downsample.", f"encoder.down_blocks.{i}.downsamplers.0."))
+            pairs.append((f"decoder.up.{blocks - 1 - i}.upsample.", f"decoder.up_blocks.{i}.upsamplers.0."))
+    state = _convert(vae.state_dict(), pairs, [("nin_shortcut.", "conv_shortcut.")])
+    attention = {"group_norm.": "norm.", "to_q.": "q.", "to_k.": "k.", "to_v.": "v.", "to_out.0.": "proj_out."}
+    out = {}
+    for key, value in state.items():
+        if ".mid.attn_1." in key:
+            head, rest = key.split(".mid.attn_1.")
+            for hf_name, ldm_name in attention.items():
+                if rest.startswith(hf_name):
+                    rest = ldm_name + rest[len(hf_name):]
+            if rest.endswith(".weight") and value.ndim == 2:
+                value = value[:, :, None, None]  # LDM uses 1x1 convolutions here
+            key = f"{head}.mid.attn_1.{rest}"
+        out[key] = value
+    return out
+
+
+def export_single_file(pipe, path: Path) -> None:
+    """Write ``pipe`` as an SD 1.x LDM checkpoint (what A1111 users have as .safetensors)."""
+    from safetensors.torch import save_file
+
+    state = {}
+    unet = _convert(pipe.unet.state_dict(), _unet_prefix_map(pipe.unet), _RESNET_RENAMES)
+    state.update({f"model.diffusion_model.{k}": v for k, v in unet.items()})
+    state.update({f"first_stage_model.{k}": v for k, v in _vae_state(pipe.vae).items()})
+    for key, value in pipe.text_encoder.state_dict().items():
+        key = key if key.startswith("text_model.") else f"text_model.{key}"
+        state[f"cond_stage_model.transformer.{key}"] = value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))

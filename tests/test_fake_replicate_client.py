@@ -270,3 +270,20 @@ def test_models_create_returns_the_model_and_rejects_a_duplicate(fake, client):
         client.models.create(owner=fake.username, name="dest", visibility="public",
                              hardware="cpu")
     assert err.value.status == 409
+
+
+def test_paginate_follows_the_emulators_absolute_next_urls(fake, client):
+    fake.page_size = 2
+    for i in range(5):
+        client.models.predictions.create(model="black-forest-labs/flux-schnell",
+                                         input={"prompt": f"p{i}"})
+    pages = list(replicate.paginate(client.predictions.list))
+    prompts = [p.input["prompt"] for page in pages for p in page]
+    assert prompts == ["p4", "p3", "p2", "p1", "p0"]
+    assert len(pages) == 3
+
+
+async def test_async_run_works_too(fake, client):
+    [out] = await client.async_run("black-forest-labs/flux-schnell",
+                                   input={"prompt": "async", "seed": 1})
+    assert Image.open(io.BytesIO(await out.aread())).format == "WEBP"

@@ -80,3 +80,15 @@ def test_repr_and_requests_never_show_the_token():
     with FakeReplicate(api_token="r8_secret_value") as fake:
         fake.client().models.get("black-forest-labs/flux-dev")
         assert "r8_secret_value" not in repr(fake) + repr(fake.requests)
+
+
+def test_a_forgotten_emulator_stops_when_collected():
+    import gc
+    import socket
+
+    fake = FakeReplicate().start()
+    port = int(fake.base_url.rsplit(":", 1)[1])
+    del fake
+    gc.collect()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()

@@ -176,6 +176,22 @@ def test_request_needs_filter_first_with_the_providers_reason():
     assert reasons(decision)["cloud:cheap"] == "does not load LoRAs"
 
 
+def test_img2img_and_a_fixed_seed_need_models_that_honour_them():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    img2img = decide(request=GenerateRequest(prompt="x", init_image=buffer.getvalue()))
+    assert set(ids(img2img)) == {"cloud:mid", "local:sdxl"}
+    assert "img2img" in reasons(img2img)["cloud:best"]
+    unseeded = card("cloud:unseeded", 0.0001, seed=False)
+    seeded = decide(cards=CARDS + [unseeded], request=GenerateRequest(prompt="x", seed=7))
+    assert reasons(seeded)["cloud:unseeded"] == "does not honour a fixed seed"
+    assert ids(decide(cards=CARDS + [unseeded], providers=["cloud"]))[0] == "cloud:unseeded"  # random seed: fine
+
+
 def test_a_required_negative_prompt_excludes_models_that_would_drop_it():
     request = GenerateRequest(prompt="x", negative_prompt="text, watermark")
     soft = decide(request=request, providers=["cloud"])
@@ -273,6 +289,10 @@ def test_user_ratings_are_read_from_the_arena_under_home(tmp_path):
     router = Router(catalog=CatalogData(), home=tmp_path)
     decision = decide(strategy="quality", elo_source="user", providers=["cloud"], router=router)
     assert ids(decision)[:2] == ["cloud:cheap", "cloud:best"]
+    for _ in range(20):  # new votes are seen without restarting
+        record_vote("a cat", "cloud:cheap", "cloud:best", "b", home=tmp_path)
+    decision = decide(strategy="quality", elo_source="user", providers=["cloud"], router=router)
+    assert ids(decision)[:2] == ["cloud:best", "cloud:cheap"]
 
 
 # -- health and learned latency ------------------------------------------------------------------
@@ -328,3 +348,14 @@ def test_speed_follows_observed_latency():
     decision = decide(strategy="speed", router=router, providers=["cloud"])
     assert decision.candidates[1].card.id == "cloud:fast-dear"
     assert decision.candidates[1].latency_s == pytest.approx(2.0)
+
+
+def test_health_state_can_be_shown():
+    clock = Clock()
+    router = Router(catalog=CatalogData(), clock=clock, failure_threshold=1, cooldown_s=10)
+    router.record_failure(CARDS[0])
+    router.record_success(CARDS[1], 2.5)
+    clock.now += 4
+    state = router.health.snapshot()
+    assert state["cloud:cheap"] == {"failures": 1, "cooldown_left_s": 6.0}
+    assert state["cloud:mid"] == {"latency_s": 2.5, "observations": 1}

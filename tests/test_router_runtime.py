@@ -141,6 +141,8 @@ def test_speed_strategy_follows_the_latency_the_client_observes():
     assert gen.generate("x").model == "a:model"
     assert gen.route(GenerateRequest(prompt="x")).chosen.id == "b:model"
     assert gen.route(GenerateRequest(prompt="x")).candidates[1].latency_s == pytest.approx(9.0)
+    explicit = gen.route(GenerateRequest(prompt="x", model="a:model", batch_count=2))
+    assert explicit.candidates[0].latency_s == pytest.approx(18.0)
 
 
 def test_the_demo_notice_reaches_the_result_warnings():

@@ -85,6 +85,7 @@ class FakeReplicate:
     def start(self) -> FakeReplicate:
         if self._server is not None:
             return self
+        self._store.closed = False
         server = self._server = make_server(self, self._host, self._port)
         self.base_url = f"http://{self._host}:{server.server_port}"
         self._webhooks = WebhookSender(self.webhook_secret, self._webhook_retries)
@@ -93,7 +94,7 @@ class FakeReplicate:
                                         name="fake-replicate", daemon=True)
         self._thread.start()
         # Stop with the object even when a test forgets to.
-        self._finalizer = weakref.finalize(self, _shutdown, server, self._webhooks)
+        self._finalizer = weakref.finalize(self, _shutdown, server, self._webhooks, self._store)
         return self
 
     def stop(self) -> None:
@@ -304,6 +305,9 @@ class FakeReplicate:
             self._store.add_model(model)
 
 
-def _shutdown(server: _Server, webhooks: WebhookSender) -> None:
+def _shutdown(server: _Server, webhooks: WebhookSender, store: Store) -> None:
     server.close_all()
     webhooks.stop()
+    with store.changed:
+        store.closed = True
+        store.changed.notify_all()

@@ -62,8 +62,11 @@ def emit(fake: FakeReplicate, job: JobRecord, event: str, *, last: dict | None =
 
 
 def _wait_until(fake: FakeReplicate, job: JobRecord, until: float) -> bool:
-    """Sleep until ``until``; False if the job ended meanwhile. Caller holds the lock."""
-    while not job.done:
+    """Sleep until ``until``; False if the job ended (or the emulator stopped) meanwhile.
+
+    The caller holds the lock.
+    """
+    while not job.done and not fake._store.closed:
         left = until - time.time()
         if left <= 0:
             return True
@@ -95,7 +98,8 @@ def _run(fake: FakeReplicate, job: JobRecord) -> None:
             job.logs = _first_logs(job)
             store.changed.notify_all()
     if ended:
-        emit(fake, job, "completed")
+        if not fake._store.closed:
+            emit(fake, job, "completed")
         return
     emit(fake, job, "start")
     emit(fake, job, "logs", last=last)
@@ -110,7 +114,8 @@ def _run(fake: FakeReplicate, job: JobRecord) -> None:
         else:
             ended = not _wait_until(fake, job, finish_at)
     if ended:
-        emit(fake, job, "completed")
+        if not fake._store.closed:
+            emit(fake, job, "completed")
         return
 
     try:
@@ -127,7 +132,8 @@ def _run(fake: FakeReplicate, job: JobRecord) -> None:
                 job.logs += "Done.\n" if not is_training else "Training complete.\n"
                 store.changed.notify_all()
     if ended:
-        emit(fake, job, "completed")
+        if not fake._store.closed:
+            emit(fake, job, "completed")
         return
     if output is not None:
         emit(fake, job, "output", last=last)

@@ -9,13 +9,15 @@ import json
 import socket
 import struct
 import time
+import weakref
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from imagegen.testing._call import Call
 from imagegen.testing._http import ApiError, Reply, not_found, server_error, throttled, unauthenticated
-from imagegen.testing._routes import ROUTES, Call
+from imagegen.testing._routes import ROUTES
 
 if TYPE_CHECKING:
     from imagegen.testing._fake import FakeReplicate
@@ -40,9 +42,13 @@ class RecordedRequest:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops connections when many clients connect at once.
+    request_queue_size = 256
 
     def __init__(self, fake: FakeReplicate, address: tuple[str, int]):
-        self.fake = fake
+        # A weak reference, so a forgotten emulator can be collected and its finalizer stop
+        # the server; each request holds a strong one while it runs.
+        self._fake_ref = weakref.ref(fake)
         self.open_connections: set[socket.socket] = set()
         super().__init__(address, _Handler)
 
@@ -110,8 +116,10 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
-        fake = self.server.fake
+        fake = self.server._fake_ref()
         body = self._read_body()
+        if fake is None:  # the emulator is gone; answer nothing
+            return self._reset()
         parts = urlsplit(self.path)
         path = parts.path
         # The v1 client with a base URL ending in /v1 asks for /v1/v1/...: tolerate it.
@@ -150,10 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
             if plan.after_create == "reset_after_create":
                 return self._reset()
             reply = server_error(fake._faults.faults.status_5xx).reply
-        self._send(reply, is_create)
+        self._send(fake, reply, is_create)
 
-    def _send(self, reply: Reply, is_create: bool) -> None:
-        fake = self.server.fake
+    def _send(self, fake: FakeReplicate, reply: Reply, is_create: bool) -> None:
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         remaining = fake._remaining("create" if is_create else "other")

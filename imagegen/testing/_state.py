@@ -212,6 +212,7 @@ class Store:
         self.versions: dict[str, VersionRecord] = {}
         self.deployments: dict[str, str] = {}  # "owner/name" -> model "owner/name"
         self.blobs: dict[str, Blob] = {}  # served path -> bytes
+        self.closed = False  # the emulator stopped: job threads end quietly
         self.prediction_creates = 0
         self.training_creates = 0
         self._seq = 0
