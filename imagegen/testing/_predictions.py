@@ -196,7 +196,7 @@ def create_prediction(fake: FakeReplicate, call: Call) -> Reply:
                        spec=version_rec.spec, body=body)
 
 
-def _job(fake: FakeReplicate, table: dict[str, JobRecord], job_id: str) -> JobRecord:
+def _job(table: dict[str, JobRecord], job_id: str) -> JobRecord:
     job = table.get(job_id)
     if job is None:
         raise not_found()
@@ -204,13 +204,13 @@ def _job(fake: FakeReplicate, table: dict[str, JobRecord], job_id: str) -> JobRe
 
 
 def get_prediction(fake: FakeReplicate, call: Call) -> Reply:
-    job = _job(fake, fake._store.predictions, call.params["id"])
+    job = _job(fake._store.predictions, call.params["id"])
     with fake._store.lock:
         return Reply(200, fake._job_json(job, data_urls=fake.data_urls == "always"))
 
 
 def cancel_prediction(fake: FakeReplicate, call: Call) -> Reply:
-    job = _job(fake, fake._store.predictions, call.params["id"])
+    job = _job(fake._store.predictions, call.params["id"])
     _lifecycle.cancel_job(fake, job)
     with fake._store.lock:
         return Reply(200, fake._job_json(job))
@@ -249,7 +249,7 @@ def list_jobs(fake: FakeReplicate, call: Call, table: dict[str, JobRecord],
 
 def stream_prediction(fake: FakeReplicate, call: Call) -> Reply:
     """Server-sent events: each output, then ``done`` (Flux does not stream tokens)."""
-    job = _job(fake, fake._store.predictions, call.params["id"])
+    job = _job(fake._store.predictions, call.params["id"])
 
     def events():
         with fake._store.changed:
@@ -275,6 +275,8 @@ def create_training(fake: FakeReplicate, call: Call) -> Reply:
     model = model_of(fake, call)
     version = next((v for v in model.versions if v.id == call.params["version"]), None)
     if version is None:
+        # Only registered versions train here (the trainer's known ids are preloaded), so a
+        # typo in a hard-coded version fails loudly instead of silently using another one.
         raise not_found()
     if version.spec.output != "training":
         raise ApiError(422, {"title": "Model is not trainable", "status": 422,
@@ -290,13 +292,13 @@ def create_training(fake: FakeReplicate, call: Call) -> Reply:
 
 
 def get_training(fake: FakeReplicate, call: Call) -> Reply:
-    job = _job(fake, fake._store.trainings, call.params["id"])
+    job = _job(fake._store.trainings, call.params["id"])
     with fake._store.lock:
         return Reply(200, fake._job_json(job))
 
 
 def cancel_training(fake: FakeReplicate, call: Call) -> Reply:
-    job = _job(fake, fake._store.trainings, call.params["id"])
+    job = _job(fake._store.trainings, call.params["id"])
     _lifecycle.cancel_job(fake, job)
     with fake._store.lock:
         return Reply(200, fake._job_json(job))
