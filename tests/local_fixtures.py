@@ -272,3 +272,35 @@ def export_single_file(pipe, path: Path) -> None:
         state[f"cond_stage_model.transformer.{key}"] = value
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+
+
+def build_sdxl_pipeline(folder: Path):
+    """A tiny SDXL pipeline (two text encoders, text_time conditioning), saved as a diffusers folder."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    write_tokenizer(folder / "tokenizer")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    config = CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=2, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=HIDDEN)
+    torch.manual_seed(0)
+    text_encoder, text_encoder_2 = CLIPTextModel(config), CLIPTextModelWithProjection(config)
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, attention_head_dim=(2, 4),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=6 * 8 + HIDDEN,
+        cross_attention_dim=2 * HIDDEN, norm_num_groups=4)
+    vae = AutoencoderKL(block_out_channels=(4, 8), layers_per_block=1, norm_num_groups=2, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2)
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
+                                     unet=unet, scheduler=scheduler)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -396,3 +396,17 @@ def test_a_kept_alive_connection_gets_no_answer_after_stop():
     with pytest.raises(httpx.TransportError):
         session.get("/v1/account")
     session.close()
+
+
+def test_concurrent_creates_are_each_counted_once(fake):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(i: int) -> str:
+        with httpx.Client(base_url=fake.base_url,
+                          headers={"Authorization": f"Bearer {fake.api_token}"}) as c:
+            return _create(c, {"prompt": f"p{i}", "seed": i}, Prefer="wait").json()["status"]
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(create, range(16)))
+    assert statuses == ["succeeded"] * 16
+    assert fake.create_count == 16 == len(fake.predictions)

@@ -1,4 +1,4 @@
-"""Test helpers: ``FakeReplicate``, an offline emulator of Replicate's HTTP API.
+"""Testing tools: ``FakeReplicate``, an offline emulator of Replicate's HTTP API.
 
     with imagegen.testing.FakeReplicate() as fake:
         client = replicate.Client(api_token=fake.api_token, base_url=fake.base_url)
