@@ -36,6 +36,12 @@ class RemoteFake:
         self._conn.send("count")
         return self._conn.recv()
 
+    def server_span(self, last: int) -> float:
+        """Seconds from the first create to the last completion of the newest ``last`` jobs:
+        what the emulator itself needed, whatever the client."""
+        self._conn.send(("span", last))
+        return self._conn.recv()
+
     def client(self):
         import replicate
 
@@ -49,11 +55,15 @@ class RemoteFake:
 def _serve(conn, processing_s: float) -> None:
     with FakeReplicate(processing_time_s=processing_s) as fake:
         conn.send((fake.base_url, fake.api_token))
-        while conn.recv() == "count":
-            conn.send(len(fake.requests))
+        while (message := conn.recv()) != "stop":
+            if message == "count":
+                conn.send(len(fake.requests))
+            else:
+                jobs = sorted(fake.predictions.values(), key=lambda j: j.created_at)[-message[1]:]
+                conn.send(max(j.completed_at or 0 for j in jobs) - jobs[0].created_at)
 
 
-def ours(fake: RemoteFake, images: int) -> tuple[float, float, int]:
+def ours(fake: RemoteFake, images: int) -> tuple[float, float, int, float, float]:
     provider = ReplicateProvider(Settings(replicate_api_token=fake.api_token,
                                           replicate_base_url=fake.base_url))
     card = next(c for c in provider.models() if c.model == MODEL)
@@ -70,10 +80,10 @@ def ours(fake: RemoteFake, images: int) -> tuple[float, float, int]:
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu
     assert len(result.images) == images
-    return single, wall, fake.request_count - before, cpu
+    return single, wall, fake.request_count - before, cpu, fake.server_span(images)
 
 
-def official(fake: RemoteFake, images: int, threads: int) -> tuple[float, float, int]:
+def official(fake: RemoteFake, images: int, threads: int) -> tuple[float, float, int, float, float]:
     client = fake.client()
     client.poll_interval = 0.5  # the client's default
 
@@ -93,7 +103,7 @@ def official(fake: RemoteFake, images: int, threads: int) -> tuple[float, float,
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu
     assert len(outputs) == images
-    return single, wall, fake.request_count - before, cpu
+    return single, wall, fake.request_count - before, cpu, fake.server_span(images)
 
 
 def main() -> None:
@@ -109,10 +119,12 @@ def main() -> None:
     finally:
         fake.stop()
     print(f"{args.images} images, {args.processing:g} s emulated processing each")
-    print(f"{'client':34} {'1 image s':>10} {'batch s':>8} {'ratio':>6} {'req/img':>8} {'client CPU s':>12}")
-    for name, single, wall, requests, cpu in rows:
+    print(f"{'client':34} {'1 image s':>10} {'batch s':>8} {'ratio':>6} {'req/img':>8} "
+          f"{'client CPU s':>12} {'server span s':>13}")
+    for name, single, wall, requests, cpu, span in rows:
         print(f"{name:34} {single:10.2f} {wall:8.2f} {wall / single:6.2f} "
-              f"{requests / args.images:8.2f} {cpu:12.2f}")
+              f"{requests / args.images:8.2f} {cpu:12.2f} {span:13.2f}")
+    print("server span: first create to last completion inside the emulator (a floor for any client)")
 
 
 if __name__ == "__main__":

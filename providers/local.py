@@ -6,14 +6,18 @@ skip, infotext). Model references: `local:demo`, `local:<path>` or a name in IMA
 
 from __future__ import annotations
 
+import random
+import re
 import threading
 import time
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
 from imagegen.errors import ConfigError, ModelLoadError
 from imagegen.prompt.a1111 import extract_extra_networks
+from imagegen.request import SEED_MAX
 
 from .base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
 from .local_files import (
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from imagegen.request import GenerateRequest
     from imagegen.result import GenerateResult
 
-DEMO_DIR = Path(__file__).resolve().parent.parent / "imagegen" / "models" / "demo"
+DEMO_DIR = Path(str(resources.files("imagegen"))) / "models" / "demo"  # shipped as package data
 DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's default "Sampling method"
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
@@ -98,6 +102,10 @@ class LocalProvider(BaseProvider):
         result = check_capabilities(request, card)
         options(request)
         result.warnings += choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER).warnings
+        if re.search(r"\bAND\b", request.prompt):
+            result.warnings.append("AND (composable diffusion) is not supported: the word stays in the prompt text")
+        if request.hires is not None and request.init_image is not None:
+            result.warnings.append("hires fix ignored: it applies to txt2img only, as in A1111")
         if request.midjourney is not None and not request.midjourney.is_empty():
             used = sorted(request.midjourney.model_dump(exclude_defaults=True))
             result.warnings.append(f"Midjourney options ignored by local models: {', '.join(used)}")
@@ -142,7 +150,7 @@ class LocalProvider(BaseProvider):
         vae_path = resolve_vae(request.vae, self.settings.models_dir)
         model.set_vae(vae_path)
 
-        spec, size = self._spec(request, model, prompt, opts)
+        spec, size = self._spec(request, model, prompt)
         model.apply_memory(model.base, opts)
         run = Run(model, spec, progress, self._upscalers)
         output = run.execute()
@@ -150,7 +158,7 @@ class LocalProvider(BaseProvider):
 
         infotexts = self._infotexts(request, card, model, spec, loras, lora_files, vae_path, output)
         images = [GeneratedImage.from_pil(image, format=request.output_format, seed=seed, infotext=text)
-                  for image, seed, text in zip(output.images, spec.seeds, infotexts)]
+                  for image, seed, text in zip(output.images, spec.seeds, infotexts, strict=True)]
         return GenerateResult(
             images=images, provider=self.name, model=card.id, cost_usd=0.0,
             latency_s=time.perf_counter() - started, load_s=load_s, gpu_seconds=output.gpu_seconds,
@@ -160,7 +168,7 @@ class LocalProvider(BaseProvider):
                  "hires_steps": output.hires_steps, "size": size},
         )
 
-    def _spec(self, request: GenerateRequest, model: Any, prompt: str, opts: dict) -> tuple[Any, tuple]:
+    def _spec(self, request: GenerateRequest, model: Any, prompt: str) -> tuple[Any, tuple]:
         from PIL import Image
 
         from .local_run import RunSpec
@@ -174,7 +182,8 @@ class LocalProvider(BaseProvider):
         if init is not None and init.size != (width, height):
             init = init.resize((width, height), Image.LANCZOS)  # A1111 resize mode "Just resize"
         mask = request.mask_image.to_pil().convert("L").resize((width, height)) if request.mask_image else None
-        seed = request.seed if request.seed_fixed else 0
+        # The client resolves a random seed before calling; a direct call gets one here.
+        seed = request.seed if request.seed_fixed else random.randint(0, SEED_MAX)
         spec = RunSpec(
             prompt=prompt, negative=request.negative_prompt, width=width, height=height,
             steps=request.steps or DEFAULT_STEPS, cfg=DEFAULT_CFG if request.cfg_scale is None else request.cfg_scale,
@@ -183,7 +192,7 @@ class LocalProvider(BaseProvider):
             clip_skip=request.clip_skip if model.family != "sdxl" else None,
             init_image=init, mask_image=mask,
             denoising_strength=0.75 if request.denoising_strength is None else request.denoising_strength,
-            hires=request.hires, models_dir=self.settings.models_dir,
+            hires=request.hires if init is None else None, models_dir=self.settings.models_dir,
         )
         for unit in request.controlnets:
             spec.control_nets.append(self.cache.controlnet(resolve_controlnet(unit.model, self.settings.models_dir),
@@ -212,7 +221,7 @@ class LocalProvider(BaseProvider):
         denoise = hires.denoising_strength if hires else (
             spec.denoising_strength if spec.init_image is not None else None)
         lora_hashes = ", ".join(f"{lora.name.replace(':', '').replace(',', '')}: {self._addnet(path)}"
-                                for lora, (path, _) in zip(loras, lora_files))
+                                for lora, (path, _) in zip(loras, lora_files, strict=True))
         texts = []
         for seed in spec.seeds:
             params: dict[str, Any] = {

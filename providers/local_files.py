@@ -96,11 +96,19 @@ def find_checkpoints(models_dir: Path | None) -> list[tuple[str, str]]:
             name = entry.stem if is_file else entry.name
             if name in found:
                 continue
-            try:
-                found[name] = checkpoint_family(entry)
-            except ModelLoadError as exc:
-                log.warning("skipping %s: %s", entry, exc)
+            key = (str(entry), entry.stat().st_mtime_ns)
+            if key not in _FAMILY_CACHE:
+                try:
+                    _FAMILY_CACHE[key] = checkpoint_family(entry)
+                except ModelLoadError as exc:
+                    log.warning("skipping %s: %s", entry, exc)
+                    _FAMILY_CACHE[key] = None
+            if _FAMILY_CACHE[key] is not None:
+                found[name] = _FAMILY_CACHE[key]
     return sorted(found.items())
+
+
+_FAMILY_CACHE: dict[tuple[str, int], str | None] = {}  # listing reads each file's header once
 
 
 def file_hash(path: Path) -> str:

@@ -159,17 +159,21 @@ class LoadedModel:
         self.vae_source = key
 
     def apply_memory(self, pipe: Any, options: dict[str, bool]) -> None:
-        """Attention slicing and VAE tiling/slicing, switched only when they change."""
-        state = self.memory.setdefault(str(id(pipe)), {})
-        for option, (on, off) in {
-            "attention_slicing": (lambda: pipe.enable_attention_slicing(), lambda: pipe.disable_attention_slicing()),
-            "vae_tiling": (lambda: pipe.vae.enable_tiling(), lambda: pipe.vae.disable_tiling()),
-            "vae_slicing": (lambda: pipe.vae.enable_slicing(), lambda: pipe.vae.disable_slicing()),
-        }.items():
+        """Attention slicing and VAE tiling/slicing, switched only when they change.
+
+        State is kept per module: the UNet is shared by all pipelines, a VAE override brings its own.
+        """
+        switches = {
+            "attention_slicing": (pipe.unet, pipe.enable_attention_slicing, pipe.disable_attention_slicing),
+            "vae_tiling": (pipe.vae, pipe.vae.enable_tiling, pipe.vae.disable_tiling),
+            "vae_slicing": (pipe.vae, pipe.vae.enable_slicing, pipe.vae.disable_slicing),
+        }
+        for option, (module, on, off) in switches.items():
+            key = f"{option}:{id(module)}"
             wanted = bool(options.get(option, False))
-            if state.get(option, False) != wanted:
+            if self.memory.get(key, False) != wanted:
                 (on if wanted else off)()
-                state[option] = wanted
+                self.memory[key] = wanted
 
 
 def load_vae(source: Path, model: LoadedModel) -> Any:

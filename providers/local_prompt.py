@@ -117,7 +117,7 @@ class PromptEncoder:
         if len(parts) == 1:
             return torch.cat(parts[0], dim=1), None
         # SDXL: both encoders see the same chunks (same tokenizer vocab); join features per chunk.
-        joined = [torch.cat(pair, dim=-1) for pair in zip(*parts)]
+        joined = [torch.cat(pair, dim=-1) for pair in zip(*parts, strict=True)]
         return torch.cat(joined, dim=1), pooled
 
     @torch_no_grad

@@ -7,8 +7,9 @@ image is the same whatever the batch size. Step counts follow A1111 for img2img 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .base import Progress
 from .local_prompt import PromptEncoder, PromptPlan
@@ -109,7 +110,7 @@ class Run:
             if kind == "inpaint":
                 kwargs.update(mask_image=[spec.mask_image] * len(seeds), width=spec.width, height=spec.height)
         if controls:
-            kwargs.update(self._control_kwargs(kind, len(seeds), (spec.width, spec.height)))
+            kwargs.update(self._control_kwargs(kind, (spec.width, spec.height)))
         want_latents = spec.hires is not None and is_latent(spec.hires.upscaler)
         out = self._call(pipe, seeds, offset, steps_run, kwargs, "latent" if want_latents else "pil")
         return out, steps_run
@@ -131,7 +132,7 @@ class Run:
         pipe = self.model.pipeline("img2img", self.controlnets) if controls else self.model.pipeline("img2img")
         kwargs: dict[str, Any] = {"image": image, "strength": strength, "num_inference_steps": total}
         if controls:
-            kwargs.update(self._control_kwargs("img2img", len(seeds), (width, height)))
+            kwargs.update(self._control_kwargs("img2img", (width, height)))
         out = self._call(pipe, seeds, offset, steps_run, kwargs, "pil", hires_steps=steps_run, stage="hires")
         return out, steps_run, (width, height)
 
@@ -141,7 +142,7 @@ class Run:
     def controlnets(self) -> tuple:
         return tuple(self.spec.control_nets)
 
-    def _control_kwargs(self, kind: str, count: int, size: tuple[int, int]) -> dict[str, Any]:
+    def _control_kwargs(self, kind: str, size: tuple[int, int]) -> dict[str, Any]:
         from PIL import Image
 
         spec = self.spec
@@ -149,7 +150,7 @@ class Run:
         one = len(images) == 1
         key = "image" if kind == "txt2img" else "control_image"
         return {
-            key: [images[0]] * count if one else [[im] * count for im in images],
+            key: images[0] if one else images,  # one image per unit; diffusers repeats it over the batch
             "controlnet_conditioning_scale": spec.control_weights[0] if one else list(spec.control_weights),
             "control_guidance_start": spec.control_starts[0] if one else list(spec.control_starts),
             "control_guidance_end": spec.control_ends[0] if one else list(spec.control_ends),

@@ -2,15 +2,17 @@
 1.1-pro-ultra) and LoRA versions trained there (``replicate:owner/name:<version>``).
 
 Image i gets seed s+i, so each image is its own prediction (``num_outputs`` is used only when
-``provider_options["replicate"]["num_outputs"]`` asks for it). Predictions run concurrently.
+``provider_options["replicate"]["num_outputs"]`` asks for it). Predictions run concurrently;
+synchronous calls share one connection pool on a background event loop (progress callbacks
+then run on that loop's thread).
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import io
 import random
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,17 @@ from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
 from .base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
-from .replicate_io import TERMINAL, CallPolicy, ClaimedIds, ReplicateSession, made_by, outputs_complete
+from .replicate_files import fetch_output
+from .replicate_io import (
+    TERMINAL,
+    CallPolicy,
+    ClaimedIds,
+    ReplicateSession,
+    made_by,
+    outputs_complete,
+    start_request_count,
+)
+from .replicate_loop import LoopThread
 from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards
 from .replicate_translate import Plan, PlannedPrediction, plan_request
 
@@ -40,6 +52,9 @@ class ReplicateProvider(BaseProvider):
         self.policy = policy or CallPolicy()
         self._claimed = ClaimedIds()
         self.last_requests = 0  # HTTP requests of the last generate call
+        self._lock = threading.Lock()
+        self._loop: LoopThread | None = None  # for synchronous callers, started on first use
+        self._shared: ReplicateSession | None = None
 
     def __repr__(self) -> str:
         return f"<ReplicateProvider {self.settings.replicate_base_url}>"
@@ -69,28 +84,52 @@ class ReplicateProvider(BaseProvider):
 
     def generate(self, request: GenerateRequest, card: ModelCard, *,
                  progress: ProgressCallback | None = None) -> GenerateResult:
-        coro = self.agenerate(request, card, progress=progress)
-        if not _loop_running():
-            return asyncio.run(coro)
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a loop
-            return pool.submit(asyncio.run, coro).result()
+        """Runs on the provider's own event loop thread, reusing its connections."""
+        with self._lock:
+            if self._loop is None:
+                self._loop = LoopThread("imagegen-replicate")
+        return self._loop.run(self._generate_shared(request, card, progress),
+                              cancel_grace_s=self.policy.cancel_grace_s + 3)
 
     async def agenerate(self, request: GenerateRequest, card: ModelCard, *,
                         progress: ProgressCallback | None = None) -> GenerateResult:
+        """Runs on the caller's loop with connections of its own for this call."""
+        async with self._new_session() as session:
+            return await self._generate_with(session, request, card, progress)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            if self._shared is not None:
+                loop.run(self._shared.__aexit__(None, None, None))
+                self._shared = None
+            loop.stop()
+
+    def _new_session(self) -> ReplicateSession:
+        return ReplicateSession(self.settings.token() or "", self.settings.replicate_base_url,
+                                self.policy, self._claimed)
+
+    async def _generate_shared(self, request: GenerateRequest, card: ModelCard,
+                               progress: ProgressCallback | None) -> GenerateResult:
+        if self._shared is None:  # only this loop's thread gets here: no race
+            self._shared = await self._new_session().__aenter__()
+        return await self._generate_with(self._shared, request, card, progress)
+
+    async def _generate_with(self, session: ReplicateSession, request: GenerateRequest,
+                             card: ModelCard, progress: ProgressCallback | None) -> GenerateResult:
         check = self.check(request, card)
         if not check.ok:
             raise ConfigError(f"{card.id} cannot serve this request: {'; '.join(check.missing)}")
         seed = request.seed if request.seed_fixed else random.randint(0, SEED_MAX)
         plan = plan_request(request, card, seed=seed)
-        token = self.settings.token() or ""
-        async with ReplicateSession(token, self.settings.replicate_base_url, self.policy,
-                                    self._claimed) as session:
-            run = _Run(session, plan, card, request, progress)
-            try:
-                outcomes = await run.all()
-            finally:
-                self.last_requests = session.requests
-        return run.result(outcomes)
+        counter = start_request_count()
+        run = _Run(session, plan, card, request, progress)
+        try:
+            outcomes = await run.all()
+        finally:
+            self.last_requests = counter[0]
+        return run.result(outcomes, counter[0])
 
 
 class _Run:
@@ -101,7 +140,8 @@ class _Run:
         self.session, self.plan, self.card, self.request = session, plan, card, request
         self.progress = progress
         self.open_ids: set[str] = set()
-        self.in_flight: dict[int, dict[str, Any]] = {}  # creates sent, reply not yet read
+        # Creates sent whose reply has not been read: (input, task).
+        self.in_flight: dict[int, tuple[dict[str, Any], asyncio.Future]] = {}
         self.warnings: list[str] = []
 
     async def all(self) -> list[Any]:
@@ -126,15 +166,22 @@ class _Run:
         return [t.result() for t in tasks]
 
     async def _cancel_remote(self) -> None:
-        """Cancel what was started, including predictions whose create reply never came."""
+        """Cancel what was started, including predictions whose create reply had not come."""
         ids = set(self.open_ids)
         if self.in_flight:
-            try:
-                recent = await self.session.list_since(time.time() - 60)
-            except ProviderError:
-                recent = []
-            ids.update(p["id"] for p in recent if p.get("status") not in TERMINAL and any(
-                made_by(p, self.plan.target, sent) for sent in self.in_flight.values()))
+            # A create already sent is let finish (briefly) so its prediction can be canceled.
+            tasks = {task: sent for sent, task in self.in_flight.values()}
+            done, pending = await asyncio.wait(tasks, timeout=self.session.policy.cancel_grace_s)
+            ids.update(t.result()["id"] for t in done if not t.cancelled() and not t.exception())
+            if pending:  # still held (sync wait): long enough on the server to be listed
+                try:
+                    recent = await self.session.list_since(time.time() - 300)
+                except ProviderError:
+                    recent = []
+                ids.update(p["id"] for p in recent if p.get("status") not in TERMINAL and any(
+                    made_by(p, self.plan.target, tasks[t]) for t in pending))
+                for task in pending:
+                    task.cancel()
         await asyncio.gather(*(self.session.cancel(i) for i in ids))
 
     def _report(self, stage: str, planned: PlannedPrediction, message: str = "") -> None:
@@ -145,8 +192,10 @@ class _Run:
     async def one(self, planned: PlannedPrediction) -> tuple[PlannedPrediction, dict, list[GeneratedImage]]:
         session, plan = self.session, self.plan
         self._report("queued", planned)
-        self.in_flight[planned.first_index] = planned.input
-        prediction = await session.create(plan.target, planned.input)
+        # Shielded: cancelling this task must not abort a create the server may be making.
+        create = asyncio.ensure_future(session.create(plan.target, planned.input))
+        self.in_flight[planned.first_index] = (planned.input, create)
+        prediction = await asyncio.shield(create)
         self.open_ids.add(prediction["id"])
         del self.in_flight[planned.first_index]
         priced_per_second = self.card.price.per_gpu_second > 0
@@ -166,7 +215,8 @@ class _Run:
         self._report("download", planned)
         images = []
         for offset, url in enumerate(urls[:len(planned.seeds)]):
-            data = await session.download(url)
+            data = await fetch_output(session.http, url, base_url=session.base_url,
+                                      policy=session.policy)
             images.append(self._image(data, url, planned.seeds[offset]))
         return planned, prediction, images
 
@@ -202,7 +252,7 @@ class _Run:
                                 "Seed": seed, "Size": f"{width}x{height}",
                                 "Model": self.card.model}, prompt=self.request.prompt)
 
-    def result(self, outcomes: list[Any]) -> GenerateResult:
+    def result(self, outcomes: list[Any], requests: int) -> GenerateResult:
         done = [o for o in outcomes if not isinstance(o, Exception)]
         errors = [o for o in outcomes if isinstance(o, Exception)]
         if not done:
@@ -221,16 +271,8 @@ class _Run:
         return GenerateResult(
             images=images, provider="replicate", model=self.card.id, cost_usd=round(cost, 6),
             gpu_seconds=predict_time, warnings=warnings,
-            raw={"prediction_ids": ids, "requests": self.session.requests,
+            raw={"prediction_ids": ids, "requests": requests,
                  "errors": [str(e) for e in errors]})
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
 
 
 def _failure(prediction: dict[str, Any]) -> ProviderError:

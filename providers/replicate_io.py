@@ -1,4 +1,4 @@
-"""Replicate calls through the official client: create (never paying twice), wait, download.
+"""Replicate calls through the official client: create (never paying twice), read, wait, cancel.
 
 A create that surely made nothing (a 429, a refused connection) is retried. A create whose
 outcome is unknown (5xx, a reply lost after sending) is reconciled: the recent predictions are
@@ -9,9 +9,10 @@ up is the create sent again; when the search itself fails, `UnknownOutcomeError`
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
+import itertools
 import json
+import math
 import re
 import ssl
 import threading
@@ -21,13 +22,12 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, urlsplit
 
 import certifi
 import httpx
 from tenacity import (
     AsyncRetrying,
-    RetryError,
     retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
@@ -39,10 +39,19 @@ from imagegen.errors import ProviderError, UnknownOutcomeError
 from .replicate_models import Target
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
+_POOL_SIZE = 16  # connections per pool
 _RESETS_IN = re.compile(r"~\s*(\d+(?:\.\d+)?)\s*s")
 # The last error reply seen by this task; ReplicateError keeps neither headers nor retry_after.
 _LAST_ERROR: ContextVar[tuple[int, dict[str, str], Any] | None] = ContextVar(
     "replicate_last_error", default=None)
+# HTTP requests of one generate call: set before its tasks start, so they all share the list.
+_RUN_REQUESTS: ContextVar[list[int] | None] = ContextVar("replicate_run_requests", default=None)
+
+
+def start_request_count() -> list[int]:
+    counter = [0]
+    _RUN_REQUESTS.set(counter)
+    return counter
 
 
 @dataclass
@@ -62,6 +71,7 @@ class CallPolicy:
     max_download_bytes: int = 50 * 1024 * 1024
     timeout_s: float = 30.0
     max_concurrency: int = 100
+    cancel_grace_s: float = 2.0  # on cancel, how long a create in flight may still finish
 
 
 class _Throttled(Exception):
@@ -105,30 +115,45 @@ class ReplicateSession:
     async def __aenter__(self) -> ReplicateSession:
         import replicate
 
-        limits = httpx.Limits(max_connections=self.policy.max_concurrency + 8,
-                              max_keepalive_connections=self.policy.max_concurrency + 8)
-        self._transport = httpx.AsyncHTTPTransport(limits=limits, verify=_ssl_context())
+        # Several small pools: httpcore scans every connection of a pool for each request, so
+        # one pool of a hundred connections costs more CPU than the calls themselves.
+        shards = max(1, math.ceil(self.policy.max_concurrency / _POOL_SIZE))
+        limits = httpx.Limits(max_connections=_POOL_SIZE + 2, max_keepalive_connections=_POOL_SIZE + 2)
         timeout = httpx.Timeout(self.policy.timeout_s, connect=10.0)
-        self.client = replicate.Client(api_token=self._token, base_url=self.base_url,
-                                       timeout=timeout, transport=self._transport,
-                                       event_hooks={"request": [self._count],
-                                                    "response": [_remember_error]})
-        # Retries are ours (tenacity, below); the client's own transport would add up to ten
-        # more attempts per GET with backoff reaching tens of seconds.
-        inner = getattr(self.client._async_client, "_transport", None)
-        if hasattr(inner, "max_attempts"):
-            inner.max_attempts = 1
-        self._files = httpx.AsyncHTTPTransport(limits=limits, verify=_ssl_context())
-        self.http = httpx.AsyncClient(timeout=timeout, transport=self._files,
+        self._transports = [httpx.AsyncHTTPTransport(limits=limits, verify=ssl_context())
+                            for _ in range(shards + 1)]
+        self._clients = []
+        for transport in self._transports[:-1]:
+            client = replicate.Client(api_token=self._token, base_url=self.base_url,
+                                      timeout=timeout, transport=transport,
+                                      event_hooks={"request": [self._count],
+                                                   "response": [_remember_error]})
+            # Retries are ours (tenacity, below); the client's own transport would add up to
+            # ten more attempts per GET with backoff reaching tens of seconds.
+            inner = getattr(client._async_client, "_transport", None)
+            if hasattr(inner, "max_attempts"):
+                inner.max_attempts = 1
+            self._clients.append(client)
+        self._turn = itertools.cycle(self._clients)
+        self.http = httpx.AsyncClient(timeout=timeout, transport=self._transports[-1],
                                       follow_redirects=False, event_hooks={"request": [self._count]})
         return self
 
+    @property
+    def client(self) -> Any:
+        """The official client of the next pool, in turn."""
+        return next(self._turn)
+
     async def __aexit__(self, *exc: Any) -> None:
         await self.http.aclose()
-        await self._transport.aclose()
+        for transport in self._transports:
+            await transport.aclose()
 
     async def _count(self, request: httpx.Request) -> None:
         self.requests += 1
+        counter = _RUN_REQUESTS.get()
+        if counter is not None:
+            counter[0] += 1
 
     # -- create ---------------------------------------------------------------------------
 
@@ -239,7 +264,7 @@ class ReplicateSession:
     async def _get_json(self, path: str) -> Any:
         # The raw reply, not the client's Prediction model: that model rejects "aborted".
         retrying = AsyncRetrying(
-            retry=retry_if_exception(_transient), reraise=True,
+            retry=retry_if_exception(transient), reraise=True,
             wait=_get_wait(self.policy), stop=stop_after_attempt(self.policy.get_attempts))
         try:
             async for attempt in retrying:
@@ -248,7 +273,7 @@ class ReplicateSession:
                     response = await self.client._async_request("GET", path)
                     return response.json()
         except Exception as exc:
-            raise ProviderError(f"GET {urlsplit(path).path} failed: {_describe(exc)}",
+            raise ProviderError(f"GET {urlsplit(path).path} failed: {describe(exc)}",
                                 provider="replicate", status=getattr(exc, "status", None)) from None
         raise AssertionError("unreachable")
 
@@ -278,55 +303,9 @@ class ReplicateSession:
         except Exception:  # best effort: the caller is already failing
             pass
 
-    # -- output files ---------------------------------------------------------------------
-
-    async def download(self, url: str) -> bytes:
-        """Bytes of an output: a data: URL, https, or the API host itself (the emulator)."""
-        cap = self.policy.max_download_bytes
-        if url.startswith("data:"):
-            header, _, payload = url.partition(",")
-            if len(payload) > cap * 4 // 3 + 4:
-                raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
-            return base64.b64decode(payload) if header.endswith(";base64") else unquote_to_bytes(payload)
-        parts, api = urlsplit(url), urlsplit(self.base_url)
-        if parts.scheme != "https" and (parts.scheme, parts.netloc) != (api.scheme, api.netloc):
-            raise ProviderError(f"refusing to download an output from {parts.scheme}://"
-                                f"{parts.netloc}: only https, data: and {api.netloc} are allowed",
-                                provider="replicate", retryable=False)
-        retrying = AsyncRetrying(retry=retry_if_exception(_transient), reraise=True,
-                                 wait=_backoff(self.policy), stop=stop_after_attempt(self.policy.get_attempts))
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._read_capped(url, cap)
-        except (httpx.HTTPError, _HttpStatus, RetryError) as exc:
-            raise ProviderError(f"download of {parts.path} failed: {_describe(exc)}",
-                                provider="replicate") from None
-        raise AssertionError("unreachable")
-
-    async def _read_capped(self, url: str, cap: int) -> bytes:
-        async with self.http.stream("GET", url) as response:
-            if response.status_code >= 400:
-                raise _HttpStatus(response.status_code)
-            if int(response.headers.get("content-length") or 0) > cap:
-                raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > cap:
-                    raise ProviderError(f"output larger than {cap} bytes", provider="replicate")
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-
-class _HttpStatus(Exception):
-    def __init__(self, status: int):
-        self.status = status
-        super().__init__(f"HTTP {status}")
-
 
 @functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
+def ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle costs tens of milliseconds of CPU: once per process, not per call.
     return ssl.create_default_context(cafile=certifi.where())
 
@@ -349,36 +328,36 @@ async def _remember_error(response: httpx.Response) -> None:
                          body))
 
 
-def _backoff(policy: CallPolicy) -> Any:
+def backoff(policy: CallPolicy) -> Any:
     return wait_exponential_jitter(multiplier=policy.get_backoff_s, max=5.0,
                                    jitter=policy.get_backoff_s)
 
 
 def _get_wait(policy: CallPolicy) -> Callable[[Any], float]:
-    backoff = _backoff(policy)
+    exponential = backoff(policy)
 
     def wait(state: Any) -> float:
-        status, headers, body = _LAST_ERROR.get() or (0, {}, None)
+        status, headers, _ = _LAST_ERROR.get() or (0, {}, None)
         if status == 429 and headers.get("retry-after", "").isdigit():
             return min(float(headers["retry-after"]), policy.max_retry_after_s)
-        return backoff(state)
+        return exponential(state)
 
     return wait
 
 
 def _create_wait(policy: CallPolicy) -> Callable[[Any], float]:
-    backoff = _backoff(policy)
+    exponential = backoff(policy)
 
     def wait(state: Any) -> float:
         exc = state.outcome.exception()
         if isinstance(exc, _Throttled):
             return exc.retry_after  # nothing was created: wait as told, then send again
-        return backoff(state)
+        return exponential(state)
 
     return wait
 
 
-def _transient(exc: BaseException) -> bool:
+def transient(exc: BaseException) -> bool:
     status = getattr(exc, "status", None)
     if isinstance(exc, (httpx.TransportError, json.JSONDecodeError)):
         return True
@@ -419,10 +398,10 @@ def _unknown_detail(target: Target, payload: dict[str, Any], sent_at: float,
     # Inputs such as hf_api_token / civitai_api_token are secrets too.
     shown = {k: ("<redacted>" if k.endswith("_token") else v) for k, v in payload.items()}
     return {"model": target.model, "version": target.version, "input": shown,
-            "sent_at": sent_at, "cause": _describe(cause)}
+            "sent_at": sent_at, "cause": describe(cause)}
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """A short description that never includes headers (so never the token)."""
     status = getattr(exc, "status", None)
     detail = getattr(exc, "detail", None)

@@ -110,16 +110,21 @@ def build_lora(pipe, path: Path, seed: int = 1) -> None:
                         init_lora_weights=False)
     te_config = LoraConfig(r=2, lora_alpha=2, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"],
                            init_lora_weights=False)
-    pipe.unet.add_adapter(config, adapter_name="fixture")
-    inject_adapter_in_model(te_config, pipe.text_encoder, adapter_name="fixture")
-    unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name="fixture")
-    te_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name="fixture")
+    name = f"fixture_{seed}"
+    pipe.unet.add_adapter(config, adapter_name=name)
+    inject_adapter_in_model(te_config, pipe.text_encoder, adapter_name=name)
+    unet_layers = get_peft_model_state_dict(pipe.unet, adapter_name=name)
+    te_layers = get_peft_model_state_dict(pipe.text_encoder, adapter_name=name)
     path.parent.mkdir(parents=True, exist_ok=True)
     StableDiffusionPipeline.save_lora_weights(path.parent, unet_lora_layers=unet_layers,
                                               text_encoder_lora_layers=te_layers, weight_name=path.name,
                                               safe_serialization=True)
-    _remove_lora_layers(pipe.unet)
-    _remove_lora_layers(pipe.text_encoder)
+    for model in (pipe.unet, pipe.text_encoder):
+        _remove_lora_layers(model)
+        if "peft_config" in model.__dict__:
+            del model.peft_config
+        if getattr(model, "_hf_peft_config_loaded", False):
+            model._hf_peft_config_loaded = False
 
 
 def _remove_lora_layers(model) -> None:
@@ -149,6 +154,7 @@ def build_all(root: Path) -> TinyModels:
     pipe = build_pipeline(pipeline_dir)
     lora = models_dir / "Lora" / "tiny_style.safetensors"
     build_lora(pipe, lora)
+    build_lora(pipe, models_dir / "Lora" / "tiny_detail.safetensors", seed=2)
     controlnet = models_dir / "ControlNet" / "tiny_openpose"
     build_controlnet(pipe, controlnet)
     config_dir = root / "tiny_config"
@@ -277,7 +283,12 @@ def export_single_file(pipe, path: Path) -> None:
 def build_sdxl_pipeline(folder: Path):
     """A tiny SDXL pipeline (two text encoders, text_time conditioning), saved as a diffusers folder."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     write_tokenizer(folder / "tokenizer")

@@ -131,6 +131,19 @@ def test_lora_changes_output_exactly_as_diffusers_load_lora_weights(provider, ca
     assert "Lora hashes" in parse_infotext(tagged.images[0].infotext)
 
 
+def test_two_loras_with_weights_match_diffusers_set_adapters(provider, card, raw, tiny):
+    loras = [LoraRef(name="tiny_style", weight=0.6), LoraRef(name="tiny_detail", weight=-0.8)]
+    ours = provider.generate(request(loras=loras), card)
+    raw.load_lora_weights(str(tiny.lora), adapter_name="a")
+    raw.load_lora_weights(str(tiny.models_dir / "Lora" / "tiny_detail.safetensors"), adapter_name="b")
+    raw.set_adapters(["a", "b"], adapter_weights=[0.6, -0.8])
+    try:
+        reference = raw_run(raw, SAMPLERS["Euler"], [1234])
+    finally:
+        raw.unload_lora_weights()
+    assert np.array_equal(pixels(ours.images[0]), pixels(reference[0]))
+
+
 def test_switching_loras_off_restores_the_base_without_reloading(provider, card):
     provider.generate(request(), card)
     loads = provider.cache.loads
@@ -305,3 +318,83 @@ def test_cards_are_free_local_models_with_family(provider, card):
     assert card.elo.value is None
     assert [c.id for c in provider.models()] == [c.id for c in provider.models() if c.provider == "local"]
     assert "local:tiny" in [c.id for c in provider.models()]
+
+
+def test_controlnet_applies_to_the_hires_pass_too(provider, card):
+    pose = {"people": [{"pose_keypoints_2d": [32, 10, 1, 32, 20, 1] + [0.0] * 48}]}
+    hires = HiresFix(scale=1.5, upscaler="Latent", steps=2, denoising_strength=0.5)
+    result = provider.generate(request(controlnets=[{"model": "tiny_openpose", "pose": pose}], hires=hires), card)
+    assert (result.images[0].width, result.images[0].height) == (96, 96)
+
+
+def test_unknown_hires_upscaler_lists_the_built_in_ones(provider, card):
+    with pytest.raises(ConfigError, match="Latent \\(bicubic\\)"):
+        provider.generate(request(hires=HiresFix(upscaler="No Such Upscaler")), card)
+
+
+def test_esrgan_upscaler_file_without_spandrel_asks_for_the_upscale_extra(provider, card, tiny):
+    pytest.importorskip("PIL")
+    try:
+        import spandrel  # noqa: F401
+        pytest.skip("spandrel is installed")
+    except ImportError:
+        pass
+    model_file = tiny.models_dir / "ESRGAN" / "4x-Tiny.pth"
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    model_file.write_bytes(b"")
+    with pytest.raises(ConfigError, match="upscale"):
+        provider.generate(request(hires=HiresFix(upscaler="4x-Tiny", steps=1)), card)
+
+
+def test_esrgan_upscaler_through_spandrel(provider, card, tiny):
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    model_file = tiny.models_dir / "ESRGAN" / "2x-TinyNet.pth"
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2).state_dict(), model_file)
+    result = provider.generate(request(hires=HiresFix(upscaler="2x-TinyNet", scale=2, steps=1)), card)
+    assert (result.images[0].width, result.images[0].height) == (2 * SIZE, 2 * SIZE)
+
+
+def test_the_client_routes_local_references_to_this_provider(provider):
+    from imagegen.client import ImageGen
+
+    with ImageGen(providers=[provider]) as gen:
+        result = gen.generate(request(model="local:tiny", seed=5))
+    assert result.provider == "local" and result.model == "local:tiny" and result.cost_usd == 0
+    assert result.images[0].seed == 5
+
+
+def test_demo_card_is_listed_only_when_the_demo_model_is_installed(provider):
+    from providers.local import DEMO_DIR
+
+    ids = [c.id for c in provider.models()]
+    if (DEMO_DIR / "model_index.json").is_file():
+        demo = provider.card_for("demo")
+        assert "local:demo" in ids and demo.kind == "builtin" and demo.family == "demo"
+        assert demo.capabilities.clip_skip and demo.capabilities.img2img and not demo.capabilities.lora
+    else:
+        assert "local:demo" not in ids
+        with pytest.raises(ModelLoadError, match="demo"):
+            provider.card_for("demo")
+
+
+def test_controlnet_with_img2img_and_inpaint_runs(provider, card):
+    from PIL import Image
+
+    init = provider.generate(request(), card).images[0].pil()
+    mask = Image.new("L", (SIZE, SIZE), 255)
+    unit = {"model": "tiny_openpose", "image": Image.new("RGB", (SIZE, SIZE), (255, 0, 0))}
+    img2img = provider.generate(request(init_image=init, denoising_strength=0.5, controlnets=[unit], batch_size=2),
+                                card)
+    inpaint = provider.generate(request(init_image=init, mask_image=mask, controlnets=[unit, unit], batch_size=2),
+                                card)
+    assert img2img.images[0].width == inpaint.images[0].width == SIZE
+
+
+def test_a_request_without_seed_gets_a_random_one_reported_per_image(provider, card):
+    result = provider.generate(request(seed=None, batch_size=2), card)
+    first, second = (im.seed for im in result.images)
+    assert second == first + 1
+    assert f"Seed: {first}," in result.images[0].infotext

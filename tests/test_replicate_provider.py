@@ -18,15 +18,22 @@ from providers.replicate import CallPolicy, ReplicateProvider
 FAST = dict(poll_initial_s=0.02, poll_max_s=0.05, get_backoff_s=0.01, reconcile_delay_s=0.01)
 
 
+_OPEN: list[ReplicateProvider] = []
+
+
 @pytest.fixture
 def fake():
     with FakeReplicate(processing_time_s=0.01) as emulator:
         yield emulator
+        while _OPEN:
+            _OPEN.pop().close()
 
 
 def make_provider(fake: FakeReplicate, **policy) -> ReplicateProvider:
     settings = Settings(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url)
-    return ReplicateProvider(settings, policy=CallPolicy(**{**FAST, **policy}))
+    provider = ReplicateProvider(settings, policy=CallPolicy(**{**FAST, **policy}))
+    _OPEN.append(provider)
+    return provider
 
 
 def card(provider: ReplicateProvider, short: str):
@@ -202,6 +209,7 @@ def test_token_never_appears_in_reprs_errors_or_logs(fake, caplog):
     provider = make_provider(fake)
     wrong = ReplicateProvider(Settings(replicate_api_token="r8_wrong_secret_value",
                                        replicate_base_url=fake.base_url), policy=CallPolicy(**FAST))
+    _OPEN.append(wrong)
     with pytest.raises(ProviderError) as refused:
         wrong.generate(GenerateRequest(prompt="a fox", seed=3), card(wrong, "flux-dev"))
     assert refused.value.status == 401
@@ -258,3 +266,91 @@ def test_imagegen_result_carries_check_warnings_once(fake):
     assert sum("negative_prompt" in w for w in result.warnings) == 1
     assert sum("7:3" in w for w in result.warnings) == 1
     assert len(result.images) == 1 and result.images[0].seed is not None
+
+
+def test_schema_refusal_is_a_422_error_naming_the_field_and_nothing_is_created(fake):
+    from imagegen.testing._schemas import Field
+
+    version = fake.add_model("me/strict", inputs={"prompt": Field("string", required=True),
+                                                  "seed": Field("integer")})
+    provider = make_provider(fake)
+    c = provider.card_for(f"me/strict:{version.id}")
+    with pytest.raises(ProviderError) as caught:
+        provider.generate(GenerateRequest(prompt="a fox", seed=1, output_format="png"), c)
+    assert caught.value.status == 422 and caught.value.retryable
+    assert "output_format" in str(caught.value.detail)
+    assert fake.create_count == 0 and len(creates(fake)) == 1
+
+
+def test_passthrough_reaches_the_model(fake):
+    provider = make_provider(fake)
+    provider.generate(GenerateRequest(prompt="a fox", seed=1, provider_options={
+        "replicate": {"go_fast": False, "disable_safety_checker": True}}), card(provider, "flux-dev"))
+    (sent,) = creates(fake)
+    assert sent.json["input"]["go_fast"] is False
+    assert sent.json["input"]["disable_safety_checker"] is True
+
+
+def test_grouped_outputs_cost_fewer_requests_but_only_first_seed_is_known(fake):
+    provider = make_provider(fake)
+    result = provider.generate(GenerateRequest(prompt="a fox", seed=10, batch_size=6, provider_options={
+        "replicate": {"num_outputs": 4}}), card(provider, "flux-schnell"))
+    assert [i.seed for i in result.images] == [10, None, None, None, 14, None]
+    assert len(creates(fake)) == 2 and len(result.images) == 6
+    assert "Seed:" not in result.images[1].infotext
+
+
+def test_sync_generate_works_when_called_from_inside_an_event_loop(fake):
+    provider = make_provider(fake)
+
+    async def main():
+        return provider.generate(GenerateRequest(prompt="a fox", seed=1), card(provider, "flux-dev"))
+
+    assert len(asyncio.run(main()).images) == 1
+
+
+def test_a_failed_prediction_keeps_the_paid_images_of_the_others(fake):
+    provider = make_provider(fake, max_concurrency=1)
+
+    def fail_the_rest(progress):
+        if progress.stage == "download":
+            fake.prediction_error = "CUDA out of memory"
+
+    result = provider.generate(GenerateRequest(prompt="a fox", seed=1, batch_size=2),
+                               card(provider, "flux-schnell"), progress=fail_the_rest)
+    assert [i.seed for i in result.images] == [1]
+    assert any("1 of 2 predictions failed" in w and "CUDA" in w for w in result.warnings)
+    assert result.cost_usd == pytest.approx(card(provider, "flux-schnell").price.per_image)
+
+
+def test_nsfw_flag_fails_with_the_models_message(fake):
+    provider = make_provider(fake)
+    with pytest.raises(ProviderError, match="NSFW"):
+        provider.generate(GenerateRequest(prompt="an nsfw fox", seed=1), card(provider, "flux-schnell"))
+
+
+def test_cancel_while_a_sync_create_is_held_finds_and_cancels_it(fake):
+    fake.processing_time_s = 5
+    provider = make_provider(fake, cancel_grace_s=0.3)
+
+    def stop(progress):
+        if progress.stage == "queued" and progress.image_index == 1:
+            raise CancelledError("stop")
+
+    with pytest.raises(CancelledError):
+        provider.generate(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
+                          card(provider, "flux-dev"), progress=stop)
+    assert [job.status for job in fake.predictions.values()] == ["canceled"]
+
+
+def test_sync_calls_reuse_one_connection_pool_until_close(fake):
+    provider = make_provider(fake)
+    c = card(provider, "flux-schnell")
+    for seed in (1, 2, 3):
+        result = provider.generate(GenerateRequest(prompt="a fox", seed=seed), c)
+        assert result.raw["requests"] == 1
+    session = provider._shared
+    assert session is not None and session.requests == 3
+    provider.close()
+    assert provider._shared is None
+    assert len(provider.generate(GenerateRequest(prompt="a fox", seed=4), c).images) == 1
