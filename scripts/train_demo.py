@@ -1,6 +1,7 @@
 """Train the embedded demo text-to-image model on procedural coloured shapes (CPU, fixed seed).
 
     python scripts/train_demo.py --out imagegen/models/demo
+    python scripts/train_demo.py --out imagegen/models/demo --vae-from DIR   # stage 2 only
 
 Stage 1 fits the tiny VAE; stage 2 trains the UNet and the text encoder together with epsilon
 prediction, 10% empty captions (so classifier-free guidance and negative prompts work), offset
@@ -139,6 +140,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-every", type=int, default=300)
+    ap.add_argument("--vae-from", type=Path,
+                    help="skip stage 1: take the trained VAE from this folder (a stage-1 output of this script)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -150,11 +153,20 @@ def main(argv=None) -> None:
         print(f"[{time.time() - started:7.1f}s] {msg}", flush=True)
 
     pipe = build_pipeline(args.out, seed=args.seed)
-    scaling = train_vae(pipe.vae, rng, args.vae_steps, 16, log)
-    pipe.vae.register_to_config(scaling_factor=scaling)
-    pipe.vae.requires_grad_(False)
-    log(f"vae scaling_factor {scaling:.4f}")
+    if args.vae_from:
+        from diffusers import AutoencoderKL
+
+        pipe.vae = AutoencoderKL.from_pretrained(args.vae_from / "vae", local_files_only=True)
+        log(f"vae from {args.vae_from}, scaling_factor {pipe.vae.config.scaling_factor:.4f}")
+    else:
+        scaling = train_vae(pipe.vae, rng, args.vae_steps, 16, log)
+        pipe.vae.register_to_config(scaling_factor=scaling)
+        log(f"vae scaling_factor {scaling:.4f}")
+    pipe.vae.requires_grad_(False).eval()
     pipe.save_pretrained(args.out, safe_serialization=True)  # a usable VAE on disk early
+    # Stage 2 seeds afresh, so starting it from a saved stage 1 (--vae-from) gives the same run.
+    torch.manual_seed(args.seed + 1)
+    rng = random.Random(args.seed + 1)
     ema = train_unet(pipe, rng, args.unet_steps, args.batch, args.lr, log, args.save_every, args.out)
     save(pipe, ema, args.out)
     log(f"saved to {args.out}")

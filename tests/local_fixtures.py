@@ -315,3 +315,25 @@ def build_sdxl_pipeline(folder: Path):
     pipe.save_pretrained(folder, safe_serialization=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def to_kohya(diffusers_lora: Path, target: Path) -> None:
+    """Rewrite a diffusers-format LoRA in the kohya/A1111 layout (lora_unet_*/lora_te_*, down/up, alpha)."""
+    from safetensors.torch import load_file, save_file
+
+    out = {}
+    for key, value in load_file(str(diffusers_lora)).items():
+        component, rest = key.split(".", 1)
+        module, kind = rest.rsplit(".lora_", 1)
+        prefix = "lora_unet_" if component == "unet" else "lora_te_text_model_"
+        name = prefix + module.replace(".", "_")
+        out[f"{name}.lora_{'down' if kind.startswith('A') else 'up'}.weight"] = value
+        if kind.startswith("A"):
+            out[f"{name}.alpha"] = torch_tensor(float(value.shape[0]))  # alpha = rank: scale 1
+    save_file(out, str(target))
+
+
+def torch_tensor(value: float):
+    import torch
+
+    return torch.tensor(value)

@@ -398,3 +398,12 @@ def test_a_request_without_seed_gets_a_random_one_reported_per_image(provider, c
     first, second = (im.seed for im in result.images)
     assert second == first + 1
     assert f"Seed: {first}," in result.images[0].infotext
+
+
+def test_a1111_kohya_format_lora_gives_the_same_image_as_the_diffusers_format(provider, card, tiny):
+    from tests.local_fixtures import to_kohya
+
+    to_kohya(tiny.lora, tiny.models_dir / "Lora" / "tiny_style_kohya.safetensors")
+    diffusers_format = provider.generate(request(prompt="a red cat <lora:tiny_style:0.9>"), card)
+    kohya_format = provider.generate(request(prompt="a red cat <lora:tiny_style_kohya:0.9>"), card)
+    assert same_image(diffusers_format.images[0], kohya_format.images[0])
