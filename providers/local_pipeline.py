@@ -122,6 +122,7 @@ class LoadedModel:
             if controlnets:
                 extra["controlnet"] = controlnets[0] if len(controlnets) == 1 else list(controlnets)
             pipe = cls.from_pipe(self.base, **extra)
+            pipe.set_progress_bar_config(disable=True)
             if self.cpu_offload:
                 pipe.enable_model_cpu_offload(device=self.device)
             self.variants[key] = pipe
@@ -185,12 +186,12 @@ def load_vae(source: Path, model: LoadedModel) -> Any:
         raise ModelLoadError(f"VAE not found: {source}")
     try:
         if source.is_dir():
-            vae = AutoencoderKL.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
+            vae = AutoencoderKL.from_pretrained(str(source), dtype=dtype, local_files_only=True)
         else:
             # The VAE config of the loaded model: its own folder, the given config, or the packaged one.
             config = model.config_dir or (model.path if model.path.is_dir() else config_dir_for(model.family))
             vae = AutoencoderKL.from_single_file(str(source), config=str(config), subfolder="vae",
-                                                 local_files_only=True, torch_dtype=dtype)
+                                                 local_files_only=True, dtype=dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load VAE {source}: {exc}") from None
     return vae if model.cpu_offload else vae.to(model.device)
@@ -205,18 +206,29 @@ def load_controlnet(source: Path, model: LoadedModel) -> Any:
         raise ModelLoadError(f"ControlNet model not found: {source}")
     try:
         if source.is_dir():
-            net = ControlNetModel.from_pretrained(str(source), torch_dtype=dtype, local_files_only=True)
+            net = ControlNetModel.from_pretrained(str(source), dtype=dtype, local_files_only=True)
         else:
             config = source.with_suffix("")  # a sibling folder with config.json, e.g. control_x/
             if not (config / "config.json").is_file():
                 raise ModelLoadError(f"single-file ControlNet {source} needs its config folder {config}/config.json")
             net = ControlNetModel.from_single_file(str(source), config=str(config), local_files_only=True,
-                                                   torch_dtype=dtype)
+                                                   dtype=dtype)
     except ModelLoadError:
         raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load ControlNet {source}: {exc}") from None
     return net if model.cpu_offload else net.to(model.device)
+
+
+def quiet_libraries() -> None:
+    """Silence diffusers/transformers load chatter and progress bars: our Progress events
+    (and the CLI's bar) report steps, and their warnings here are about optional backends."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.set_verbosity_error()
+        library.disable_progress_bar()
 
 
 def load_checkpoint(path: Path, device: str, dtype: str, *, cpu_offload: bool = False,
@@ -227,6 +239,7 @@ def load_checkpoint(path: Path, device: str, dtype: str, *, cpu_offload: bool = 
 
     if not path.exists():
         raise ModelLoadError(f"checkpoint not found: {path}")
+    quiet_libraries()
     family = checkpoint_family(path)
     cls = getattr(diffusers, _PIPELINES[(family, "txt2img", False)])
     torch_dtype = getattr(torch, dtype)
@@ -234,11 +247,11 @@ def load_checkpoint(path: Path, device: str, dtype: str, *, cpu_offload: bool = 
     try:
         if path.is_dir():
             extra = {"safety_checker": None, "requires_safety_checker": False} if family == "sd15" else {}
-            pipe = cls.from_pretrained(str(path), torch_dtype=torch_dtype, local_files_only=True, **extra)
+            pipe = cls.from_pretrained(str(path), dtype=torch_dtype, local_files_only=True, **extra)
         else:
             config = config or config_dir_for(family)
             pipe = cls.from_single_file(str(path), config=str(config), local_files_only=True,
-                                        torch_dtype=torch_dtype)
+                                        dtype=torch_dtype)
     except Exception as exc:
         raise ModelLoadError(f"cannot load {path}: {type(exc).__name__}: {exc}") from None
     if cpu_offload:
