@@ -6,7 +6,6 @@ or routing failure. No traceback unless `--debug`.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional

@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .router import RouteDecision
-
 _EXIF_USER_COMMENT = 0x9286
 _EXIF_IFD = 0x8769
 _FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}

@@ -8,8 +8,18 @@ import textwrap
 import pytest
 from PIL import Image
 
-from imagegen import (BudgetExceededError, ConfigError, GeneratedImage, GenerateRequest, GenerateResult,
-                      ImageGen, ModelCard, NoRouteError, Price, ProviderError)
+from imagegen import (
+    BudgetExceededError,
+    ConfigError,
+    GeneratedImage,
+    GenerateRequest,
+    GenerateResult,
+    ImageGen,
+    ModelCard,
+    NoRouteError,
+    Price,
+    ProviderError,
+)
 from imagegen.catalog import Capabilities
 from providers.base import BaseProvider, CheckResult, check_capabilities
 
