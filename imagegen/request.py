@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -255,6 +256,19 @@ class GenerateRequest(_Strict):
         scale = math.sqrt(base * base / (rw * rh))
         return _round8(rw * scale), _round8(rh * scale)
 
+    def needs(self) -> RequestNeeds:
+        """What any backend must know about this request, derived once (the router asks this
+        for every card of a catalog, so it is computed once per decision, not once per card)."""
+        width, height = self.size()
+        return RequestNeeds(
+            width=width, height=height, images=self.image_count,
+            init_image=self.init_image is not None, mask_image=self.mask_image is not None,
+            controlnet=bool(self.controlnets), lora=bool(self.loras), seed_fixed=self.seed_fixed,
+            hires=self.hires is not None, negative_prompt=bool(self.negative_prompt),
+            clip_skip=self.clip_skip not in (None, 1), sampler=self.sampler,
+            cfg_scale=self.cfg_scale is not None, steps=self.steps, output_format=self.output_format,
+        )
+
     # -- other front ends -------------------------------------------------------------
 
     @classmethod
@@ -277,6 +291,28 @@ class GenerateRequest(_Strict):
         from .prompt.infotext import request_from_infotext
 
         return request_from_infotext(text)
+
+
+@dataclass(frozen=True)
+class RequestNeeds:
+    """A request's derived values: its size (at the 512 px base), image count, and which
+    capabilities it asks of a model. Hashable, so checks can be shared between cards."""
+
+    width: int
+    height: int
+    images: int
+    init_image: bool
+    mask_image: bool
+    controlnet: bool
+    lora: bool
+    seed_fixed: bool
+    hires: bool
+    negative_prompt: bool
+    clip_skip: bool  # a CLIP skip other than none
+    sampler: str | None
+    cfg_scale: bool
+    steps: int | None
+    output_format: str
 
 
 def parse_aspect_ratio(value: str) -> tuple[int, int]:

@@ -20,9 +20,9 @@ from .errors import NoRouteError
 from .health import Health, provider_key
 
 if TYPE_CHECKING:
-    from providers.base import Provider
+    from providers.base import CheckResult, Provider
 
-    from .request import GenerateRequest
+    from .request import GenerateRequest, RequestNeeds
 
 DEMO_NOTICE = ("using the built-in demo model; configure IMAGEGEN_MODELS_DIR or "
                "REPLICATE_API_TOKEN for real models")
@@ -245,8 +245,9 @@ class Router:
             cards = [overrides.get(card.id, card) for card in cards]
         elo_of = self._elo_resolver(policy, cards)
         fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
-        count = max(1, request.image_count)
-        needs_negative = policy.require_negative_prompt and bool(request.negative_prompt)
+        needs = request.needs()  # derived once per decision, not once per card
+        count = max(1, needs.images)
+        needs_negative = policy.require_negative_prompt and needs.negative_prompt
         allowed = set(policy.providers) if policy.providers is not None else None
         denied = set(policy.exclude)
         # the per-request limits, so the loop compares numbers and builds text only to explain
@@ -255,26 +256,19 @@ class Router:
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
         health = self.health
         cooling_now = health.cooling_now()
+        verdicts = _assess(request, cards, providers, policy, needs, allowed, denied)
         rows, excluded = [], []
-        for card in cards:
-            name = card.provider
-            forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
-            if forbidden or (denied and (name in denied or card.id in denied)):
-                excluded.append(Exclusion(card, _policy_reason(card, policy)))
+        for card, verdict in zip(cards, verdicts):
+            if isinstance(verdict, str):
+                excluded.append(Exclusion(card, verdict))
                 continue
-            provider = providers.get(name)
-            if provider is None:
-                excluded.append(Exclusion(card, f"provider {name!r} is not installed"))
-                continue
-            check = provider.check(request, card)
+            check, cost = verdict
             if check.missing:
                 excluded.append(Exclusion(card, "; ".join(check.missing)))
                 continue
-            caps = card.capabilities
-            if needs_negative and not caps.negative_prompt:
+            if needs_negative and not card.capabilities.negative_prompt:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
-            cost = provider.estimate_cost(request, card)
             latency = health.latency(card.id, card.latency_s)[0] * count
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
@@ -286,7 +280,7 @@ class Router:
                 excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
                 continue
             warnings = list(check.warnings)  # (a batch over max_images_per_call is the provider's to split)
-            cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(name))) if cooling_now else None
+            cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(card.provider))) if cooling_now else None
             if cooling:
                 warnings.append(cooling + "; tried after healthy models")
             if card.kind == "builtin":
@@ -300,6 +294,39 @@ class Router:
         return RouteDecision.model_construct(chosen=candidates[0].card, candidates=candidates,
                                              excluded=excluded, strategy=policy.strategy,
                                              notices=notices)
+
+
+def _assess(request: GenerateRequest, cards: list[ModelCard], providers: Mapping[str, Provider],
+            policy: RoutePolicy, needs: RequestNeeds, allowed: set[str] | None,
+            denied: set[str]) -> list[str | tuple[CheckResult, float | None]]:
+    """Per card, in order: why the policy or a missing provider rules it out, or the provider's
+    (check, cost estimate). Each provider is asked once for all its cards (``check_many``) when it
+    offers that, since per-card calls would derive the same request needs a hundred times."""
+    verdicts: list = [None] * len(cards)
+    batches: dict[str, list[int]] = {}
+    for i, card in enumerate(cards):
+        name = card.provider
+        forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
+        if forbidden or (denied and (name in denied or card.id in denied)):
+            verdicts[i] = _policy_reason(card, policy)
+        elif name not in providers:
+            verdicts[i] = f"provider {name!r} is not installed"
+        else:
+            batches.setdefault(name, []).append(i)
+    for name, positions in batches.items():
+        provider = providers[name]
+        batch = [cards[i] for i in positions]
+        check_many = getattr(provider, "check_many", None)
+        if check_many is not None:
+            results = check_many(request, batch, needs)
+        else:  # a provider with only the basic protocol
+            results = []
+            for card in batch:
+                check = provider.check(request, card)
+                results.append((check, None if check.missing else provider.estimate_cost(request, card)))
+        for i, result in zip(positions, results, strict=True):
+            verdicts[i] = result
+    return verdicts
 
 
 def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str:

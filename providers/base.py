@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
-    from imagegen.request import GenerateRequest
+    from imagegen.request import GenerateRequest, RequestNeeds
     from imagegen.result import GenerateResult
     from imagegen.settings import Settings
 
@@ -87,11 +87,28 @@ class BaseProvider:
         return check_capabilities(request, card)
 
     def estimate_cost(self, request: GenerateRequest, card: ModelCard) -> float:
-        width, height = request.size()
-        price = card.price
-        per_image = price.per_image + price.per_megapixel * width * height / 1e6
-        per_image += price.per_gpu_second * card.latency_s
-        return round(per_image * request.image_count, 6)
+        return price_estimate(request.needs(), card)
+
+    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
+                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
+        """`check` for each card and, where nothing is missing, `estimate_cost`.
+
+        The router asks this once per provider per decision instead of twice per card, so the
+        request's needs are derived once, not once per card. A subclass that overrides only
+        `check` or `estimate_cost` has its own method called per card, as the router would.
+        """
+        needs = needs or request.needs()
+        own_check = type(self).check is not BaseProvider.check
+        own_cost = type(self).estimate_cost is not BaseProvider.estimate_cost
+        results: list[tuple[CheckResult, float | None]] = []
+        for card in cards:
+            check = self.check(request, card) if own_check else check_capabilities(request, card, needs)
+            if check.missing:
+                results.append((check, None))
+            else:
+                cost = self.estimate_cost(request, card) if own_cost else price_estimate(needs, card)
+                results.append((check, cost))
+        return results
 
     def generate(self, request: GenerateRequest, card: ModelCard, *,
                  progress: ProgressCallback | None = None) -> GenerateResult:
@@ -108,43 +125,57 @@ class BaseProvider:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def check_capabilities(request: GenerateRequest, card: ModelCard) -> CheckResult:
-    """The generic part of `check`: hard needs vs. a card's capabilities, softer ones as warnings."""
+def price_estimate(needs: RequestNeeds, card: ModelCard) -> float:
+    """USD for the whole request from the card's price (per image, megapixel and GPU second)."""
+    price = card.price
+    per_image = price.per_image + price.per_megapixel * needs.width * needs.height / 1e6
+    per_image += price.per_gpu_second * card.latency_s
+    return round(per_image * needs.images, 6)
+
+
+def check_capabilities(request: GenerateRequest, card: ModelCard,
+                       needs: RequestNeeds | None = None) -> CheckResult:
+    """The generic part of `check`: hard needs vs. a card's capabilities, softer ones as warnings.
+
+    ``needs``: ``request.needs()`` when the caller already has it (checking many cards).
+    """
+    n = needs or request.needs()
     caps = card.capabilities
     result = CheckResult()
     hard = result.missing
-    if request.init_image is not None and not caps.img2img:
+    if n.init_image and not caps.img2img:
         hard.append("does not take an init image (img2img)")
-    if request.mask_image is not None and not caps.inpaint:
+    if n.mask_image and not caps.inpaint:
         hard.append("does not inpaint (mask_image)")
-    if request.controlnets and not caps.controlnet:
+    if n.controlnet and not caps.controlnet:
         hard.append("has no ControlNet")
-    if request.loras and not caps.lora:
+    if n.lora and not caps.lora:
         hard.append("does not load LoRAs")
-    if request.seed_fixed and not caps.seed:
+    if n.seed_fixed and not caps.seed:
         hard.append("does not honour a fixed seed")
-    if request.hires is not None and not caps.hires_fix:
+    if n.hires and not caps.hires_fix:
         hard.append("has no hires fix")
-    width, height = request.size()
+    width, height = n.width, n.height
     if not caps.aspect_ratios or caps.custom_size:
         if max(width, height) > caps.max_side or min(width, height) < caps.min_side:
             hard.append(f"size {width}x{height} is outside {caps.min_side}..{caps.max_side} px")
 
     soft = result.warnings
-    if request.negative_prompt and not caps.negative_prompt:
+    if n.negative_prompt and not caps.negative_prompt:
         soft.append("negative_prompt ignored: the model does not take one")
-    if request.clip_skip not in (None, 1) and not caps.clip_skip:
+    if n.clip_skip and not caps.clip_skip:
         soft.append("clip_skip ignored: the model has no CLIP skip")
-    if request.sampler and not caps.sampler:
-        soft.append(f"sampler {request.sampler!r} ignored: the model uses its own")
-    if request.cfg_scale is not None and not caps.cfg:
+    if n.sampler and not caps.sampler:
+        soft.append(f"sampler {n.sampler!r} ignored: the model uses its own")
+    if n.cfg_scale and not caps.cfg:
         soft.append("cfg_scale ignored: the model has no guidance setting")
-    if request.steps is not None and caps.steps_range is None:
+    steps = n.steps
+    if steps is not None and caps.steps_range is None:
         soft.append("steps ignored: the model has a fixed step count")
-    elif request.steps is not None and not caps.steps_range[0] <= request.steps <= caps.steps_range[1]:
+    elif steps is not None and not caps.steps_range[0] <= steps <= caps.steps_range[1]:
         lo, hi = caps.steps_range
-        soft.append(f"steps {request.steps} clamped to {max(lo, min(hi, request.steps))} (model range {lo}..{hi})")
-    if request.output_format not in caps.output_formats:
-        soft.append(f"output_format {request.output_format} unavailable: converted from "
+        soft.append(f"steps {steps} clamped to {max(lo, min(hi, steps))} (model range {lo}..{hi})")
+    if n.output_format not in caps.output_formats:
+        soft.append(f"output_format {n.output_format} unavailable: converted from "
                     f"{caps.output_formats[0]}")
     return result

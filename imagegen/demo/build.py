@@ -98,6 +98,9 @@ def build_pipeline(folder: Path, seed: int = 0):
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_HIDDEN, attention_head_dim=4, norm_num_groups=16,
+        # An attention-pooled caption vector added to the time embedding: a global path for
+        # colours, which cross-attention alone learns slowly.
+        addition_embed_type="text", addition_embed_type_num_heads=4,
     )
     scheduler = PNDMScheduler.from_config(SCHEDULER_CONFIG)
     pipe = StableDiffusionPipeline(

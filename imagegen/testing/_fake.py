@@ -179,11 +179,12 @@ class FakeReplicate:
 
     def wait_for(self, job_id: str, timeout: float = 5.0) -> JobRecord:
         """Wait until a prediction or training reaches a terminal status."""
-        with self._store.changed:
+        with self._store.lock:
             job = self._store.predictions.get(job_id) or self._store.trainings.get(job_id)
             if job is None:
                 raise KeyError(job_id)
-            if not self._store.changed.wait_for(lambda: job.done, timeout):
+            changed = self._store.job_changed(job_id)
+            if not changed.wait_for(lambda: job.done, timeout):
                 raise TimeoutError(f"{job_id} is still {job.status}")
             return job
 
@@ -308,6 +309,4 @@ class FakeReplicate:
 def _shutdown(server: _Server, webhooks: WebhookSender, store: Store) -> None:
     server.close_all()
     webhooks.stop()
-    with store.changed:
-        store.closed = True
-        store.changed.notify_all()
+    store.close()

@@ -1,7 +1,8 @@
 """How an emulated job moves: starting -> processing -> succeeded | failed | canceled | aborted.
 
 One daemon thread per job sleeps through the configured queue and processing times, renders
-outputs, and sends webhooks. Cancel and ``Cancel-After`` deadlines end a job early.
+outputs (while "processing", so a finish is not delayed by encoding), and sends webhooks. Cancel
+and ``Cancel-After`` deadlines end a job early. Each job wakes only its own waiters.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from imagegen.testing import _images, _schemas, _weights
 from imagegen.testing._delivery import DEFAULT_EVENTS
-from imagegen.testing._state import JobRecord, VersionRecord
+from imagegen.testing._state import Blob, JobRecord, VersionRecord
 
 if TYPE_CHECKING:
     from imagegen.testing._fake import FakeReplicate
@@ -34,12 +35,13 @@ def start_job(fake: FakeReplicate, job: JobRecord) -> None:
 
 
 def cancel_job(fake: FakeReplicate, job: JobRecord) -> None:
-    with fake._store.changed:
+    changed = fake._store.job_changed(job.id)
+    with changed:
         if job.done:
             return
         job.status = "canceled"
         job.completed_at = time.time()
-        fake._store.changed.notify_all()
+        changed.notify_all()
     emit(fake, job, "completed")
 
 
@@ -61,58 +63,61 @@ def emit(fake: FakeReplicate, job: JobRecord, event: str, *, last: dict | None =
         fake._webhooks.send(job.id, event, job.webhook, payload)
 
 
-def _wait_until(fake: FakeReplicate, job: JobRecord, until: float) -> bool:
+def _wait_until(fake: FakeReplicate, job: JobRecord, until: float,
+                changed: threading.Condition) -> bool:
     """Sleep until ``until``; False if the job ended (or the emulator stopped) meanwhile.
 
-    The caller holds the lock.
+    The caller holds ``changed``.
     """
     while not job.done and not fake._store.closed:
         left = until - time.time()
         if left <= 0:
             return True
-        fake._store.changed.wait(left)
+        changed.wait(left)
     return False
 
 
-def _end_by_deadline(fake: FakeReplicate, job: JobRecord, started: bool) -> None:
+def _end_by_deadline(job: JobRecord, started: bool, changed: threading.Condition) -> None:
     job.status = "canceled" if started else "aborted"
     job.completed_at = time.time()
-    fake._store.changed.notify_all()
+    changed.notify_all()
 
 
 def _run(fake: FakeReplicate, job: JobRecord) -> None:
     store = fake._store
+    changed = store.job_changed(job.id)
     last: dict = {}
     is_training = job.kind == "training"
-    with store.changed:
+    with changed:
         start_at = job.created_at + fake.queue_time_s
         if job.deadline is not None and job.deadline < start_at:
-            if _wait_until(fake, job, job.deadline):
-                _end_by_deadline(fake, job, started=False)
+            if _wait_until(fake, job, job.deadline, changed):
+                _end_by_deadline(job, False, changed)
             ended = True
         else:
-            ended = not _wait_until(fake, job, start_at)
+            ended = not _wait_until(fake, job, start_at, changed)
         if not ended:
             job.status = "processing"
             job.started_at = time.time()
             job.logs = _first_logs(job)
-            store.changed.notify_all()
+            changed.notify_all()
     if ended:
         if not fake._store.closed:
             emit(fake, job, "completed")
         return
     emit(fake, job, "start")
     emit(fake, job, "logs", last=last)
-
     duration = fake.training_time_s if is_training else fake.processing_time_s
-    with store.changed:
+    if not is_training:
+        _render_halfway(fake, job, duration, changed)
+    with changed:
         finish_at = (job.started_at or time.time()) + duration
         if job.deadline is not None and job.deadline < finish_at:
-            if _wait_until(fake, job, job.deadline):
-                _end_by_deadline(fake, job, started=True)
+            if _wait_until(fake, job, job.deadline, changed):
+                _end_by_deadline(job, True, changed)
             ended = True
         else:
-            ended = not _wait_until(fake, job, finish_at)
+            ended = not _wait_until(fake, job, finish_at, changed)
     if ended:
         if not fake._store.closed:
             emit(fake, job, "completed")
@@ -123,26 +128,26 @@ def _run(fake: FakeReplicate, job: JobRecord) -> None:
     except Exception as exc:  # an emulator bug must still end the job visibly
         outcome = ("failed", None, f"{type(exc).__name__}: {exc}")
     status, output, error = outcome
-    with store.changed:
+    with changed:
         if job.done:  # canceled while rendering
             ended = True
         else:
             if output is not None:
                 job.output = output
                 job.logs += "Done.\n" if not is_training else "Training complete.\n"
-                store.changed.notify_all()
+                changed.notify_all()
     if ended:
         if not fake._store.closed:
             emit(fake, job, "completed")
         return
     if output is not None:
         emit(fake, job, "output", last=last)
-    with store.changed:
+    with changed:
         if not job.done:
             job.status = status
             job.error = error
             job.completed_at = time.time()
-            store.changed.notify_all()
+            changed.notify_all()
     emit(fake, job, "completed")
 
 
@@ -164,20 +169,45 @@ def _predict(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | No
                and not effective.get("disable_safety_checker", False))
     if flagged:
         return ("failed", None, NSFW_ALL_FLAGGED if spec.output == "list" else NSFW_PRO)
+    images = _render_outputs(job)  # cached by _prerender: no encoding here, normally
     ext = _schemas.output_extension(effective)
-    count = int(effective.get("num_outputs", 1)) if spec.output == "list" else 1
-    quality = int(effective.get("output_quality", 80))
-    urls = []
-    for i in range(count):
-        data = _images.render_image(prompt, int(job.seed or 0), i,
-                                    job.requested_size or (1024, 1024), ext, quality)
-        path = f"/delivery/{job.id}/out-{i}.{ext}"
-        fake._store_blob(path, data, _images.MIME_TYPES[ext])
-        job.images.append(data)
-        urls.append(fake.base_url + path)
-    job.image_mime = _images.MIME_TYPES[ext]
-    job.image_urls = urls
+    mime = _images.MIME_TYPES[ext]
+    paths = [f"/delivery/{job.id}/out-{i}.{ext}" for i in range(len(images))]
+    urls = [fake.base_url + path for path in paths]
+    data_urls = [f"data:{mime};base64," + base64.b64encode(data).decode() for data in images]
+    with fake._store.lock:
+        for path, data in zip(paths, images):
+            fake._store.blobs[path] = Blob(data, mime)
+        job.images, job.image_urls, job.image_data_urls = images, urls, data_urls
+        job.image_mime = mime
     return ("succeeded", urls if spec.output == "list" else urls[0], None)
+
+
+def _render_outputs(job: JobRecord) -> list[bytes]:
+    effective = job.effective_input
+    ext = _schemas.output_extension(effective)
+    count = int(effective.get("num_outputs", 1)) if job.spec.output == "list" else 1
+    quality = int(effective.get("output_quality", 80))
+    return [_images.render_image(str(effective.get("prompt", "")), int(job.seed or 0), i,
+                                 job.requested_size or (1024, 1024), ext, quality)
+            for i in range(count)]
+
+
+def _render_halfway(fake: FakeReplicate, job: JobRecord, duration: float,
+                    changed: threading.Condition) -> None:
+    """Encode the outputs halfway through processing, as the real model computes meanwhile:
+    away from the burst of creates and from the burst of completions, which would otherwise
+    queue on it. ``render_image`` caches them for ``_predict``."""
+    with changed:
+        halfway = (job.started_at or time.time()) + duration / 2
+        if job.deadline is not None and job.deadline <= halfway:
+            return  # it ends by its deadline first, and if not, _predict renders
+        if not _wait_until(fake, job, halfway, changed):
+            return
+    try:
+        _render_outputs(job)
+    except Exception:  # noqa: BLE001 - _predict meets it again and fails the job visibly
+        pass
 
 
 def _train(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | None]:

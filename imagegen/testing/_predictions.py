@@ -121,12 +121,13 @@ def _create_job(fake: FakeReplicate, call: Call, *, kind: str, model: ModelRecor
     headers["Location"] = created["urls"]["get"]  # docs mention it; cassettes don't show it
     with_output = call.fault.processing_with_output
     deadline_mono = time.monotonic() + hold_s
-    with store.changed:
-        while not (job.done or (with_output and job.output is not None)):
+    changed = store.job_changed(job.id)
+    with changed:
+        while not (job.done or (with_output and job.output is not None) or store.closed):
             left = deadline_mono - time.monotonic()
             if left <= 0:
                 break
-            store.changed.wait(left)
+            changed.wait(left)
         data_urls = fake.data_urls in ("sync", "always")
         snapshot = fake._job_json(job, data_urls=data_urls)
     if with_output and snapshot["output"] is not None and snapshot["status"] == "succeeded":
@@ -252,8 +253,9 @@ def stream_prediction(fake: FakeReplicate, call: Call) -> Reply:
     job = _job(fake._store.predictions, call.params["id"])
 
     def events():
-        with fake._store.changed:
-            fake._store.changed.wait_for(lambda: job.done, timeout=60)
+        changed = fake._store.job_changed(job.id)
+        with changed:
+            changed.wait_for(lambda: job.done or fake._store.closed, timeout=60)
             outputs = job.output if isinstance(job.output, list) else (
                 [job.output] if job.output is not None else [])
             status, error = job.status, job.error
