@@ -169,7 +169,7 @@ def _predict(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | No
                and not effective.get("disable_safety_checker", False))
     if flagged:
         return ("failed", None, NSFW_ALL_FLAGGED if spec.output == "list" else NSFW_PRO)
-    images = _render_outputs(job)  # cached by _prerender: no encoding here, normally
+    images = _render_outputs(job)  # cached by _render_halfway: normally no encoding here
     ext = _schemas.output_extension(effective)
     mime = _images.MIME_TYPES[ext]
     paths = [f"/delivery/{job.id}/out-{i}.{ext}" for i in range(len(images))]
