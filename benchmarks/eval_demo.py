@@ -31,6 +31,8 @@ def diffusers_generator(model: Path, sampler: str, steps: int, cfg: float):
     pipe.set_progress_bar_config(disable=True)
     if sampler == "euler_a":
         pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
+    elif sampler == "dpmpp_2m":
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
     elif sampler == "dpmpp_2m_karras":
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
 
@@ -44,7 +46,7 @@ def diffusers_generator(model: Path, sampler: str, steps: int, cfg: float):
 def adapter_generator(sampler: str, steps: int, cfg: float):
     from imagegen import GenerateRequest, ImageGen
 
-    names = {"default": None, "euler_a": "Euler a", "dpmpp_2m_karras": "DPM++ 2M Karras"}
+    names = {"default": None, "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras"}
     gen = ImageGen()
 
     def generate(prompt: str, seed: int):
@@ -62,7 +64,8 @@ def main(argv=None) -> None:
     ap.add_argument("--prompts", type=int, default=120)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg", type=float, default=7.0)
-    ap.add_argument("--sampler", choices=["default", "euler_a", "dpmpp_2m_karras"], default="default")
+    ap.add_argument("--sampler", choices=["default", "euler_a", "dpmpp_2m", "dpmpp_2m_karras"], default="default",
+                    help="default: the shipped scheduler config (diffusers) or the adapter's default sampler")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save", type=Path, help="folder to write the generated images into")
     args = ap.parse_args(argv)

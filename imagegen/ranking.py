@@ -23,24 +23,23 @@ def rank(rows: list[Row], policy: RoutePolicy, count: int) -> list[Candidate]:
     from .router import Candidate
 
     strategy = policy.strategy
-    if strategy == "balanced":
-        scores = balanced_utilities(rows, policy.weights, count)
+    scores = balanced_utilities(rows, policy.weights, count) if strategy == "balanced" else None
     keyed = []
     for i, (card, cost, latency, elo, note, warnings, cooling) in enumerate(rows):
         per_image = cost / count
-        elo_key = -elo if elo is not None else 0.0
         unrated = elo is None
+        elo_key = 0.0 if unrated else -elo
+        first = (card.kind == "builtin", cooling)  # the demo card last, cooling cards after healthy
         if strategy == "cost":
-            score, key = 0.0 - per_image, (per_image, latency, unrated, elo_key)
+            score, key = 0.0 - per_image, (*first, per_image, latency, unrated, elo_key, card.id)
         elif strategy == "quality":
-            score, key = (elo if elo is not None else _NO_ELO), (unrated, elo_key, per_image, latency)
+            score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, per_image, latency, card.id)
         elif strategy == "speed":
-            score, key = 0.0 - latency, (latency, per_image, unrated, elo_key)
+            score, key = 0.0 - latency, (*first, latency, per_image, unrated, elo_key, card.id)
         else:
             score = scores[i]
-            key = (-score, per_image, latency, unrated, elo_key)
-        candidate = Candidate(card, score, cost, latency, warnings, elo, note)
-        keyed.append(((card.kind == "builtin", cooling, *key, card.id), candidate))
+            key = (*first, -score, per_image, latency, unrated, elo_key, card.id)
+        keyed.append((key, Candidate(card, score, cost, latency, warnings, elo, note)))
     keyed.sort(key=lambda pair: pair[0])
     return [candidate for _, candidate in keyed]
 
@@ -62,17 +61,17 @@ def balanced_utilities(rows: list[Row], weights: dict[str, float], count: int) -
     w_q, w_c, w_s = (weights.get(k, 0.0) for k in ("quality", "cost", "speed"))
     total = w_q + w_c + w_s
     lo_c, hi_c, lo_l, hi_l = min(costs), max(costs), min(latencies), max(latencies)
-    utilities = []
-    for _card, cost, latency, elo, *_ in rows:
-        q = 0.0 if elo is None or best is None else 2.0 / (1.0 + 10.0 ** ((best - elo) / 400.0))
-        c = _down(cost / count, lo_c, hi_c)
-        s = _down(latency, lo_l, hi_l)
-        utilities.append((w_q * min(q, 1.0) + w_c * c + w_s * s) / total)
-    return utilities
+    # whole columns at a time: a catalog of a hundred cards is ranked on every decision
+    quality = [0.0 if r[3] is None or best is None else min(1.0, 2.0 / (1.0 + 10.0 ** ((best - r[3]) / 400.0)))
+               for r in rows]
+    cheap = _down([r[1] / count for r in rows], lo_c, hi_c)
+    fast = _down([r[2] for r in rows], lo_l, hi_l)
+    return [(w_q * q + w_c * c + w_s * s) / total for q, c, s in zip(quality, cheap, fast)]
 
 
-def _down(value: float, lo: float, hi: float) -> float:
+def _down(values: list[float], lo: float, hi: float) -> list[float]:
     """1 at the low end, 0 at the high end, clipped (the demo card may lie outside)."""
     if hi <= lo:
-        return 1.0
-    return min(1.0, max(0.0, (hi - value) / (hi - lo)))
+        return [1.0] * len(values)
+    span = hi - lo
+    return [1.0 if value <= lo else 0.0 if value >= hi else (hi - value) / span for value in values]

@@ -9,9 +9,8 @@ from __future__ import annotations
 import base64
 import io
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -293,10 +292,9 @@ class GenerateRequest(_Strict):
         return request_from_infotext(text)
 
 
-@dataclass(frozen=True)
-class RequestNeeds:
+class RequestNeeds(NamedTuple):
     """A request's derived values: its size (at the 512 px base), image count, and which
-    capabilities it asks of a model. Hashable, so checks can be shared between cards."""
+    capabilities it asks of a model. Immutable, and cheap to build once per decision."""
 
     width: int
     height: int

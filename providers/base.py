@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -97,18 +98,21 @@ class BaseProvider:
         request's needs are derived once, not once per card. A subclass that overrides only
         `check` or `estimate_cost` has its own method called per card, as the router would.
         """
-        needs = needs or request.needs()
+        needs = request.needs() if needs is None else needs
         own_check = type(self).check is not BaseProvider.check
-        own_cost = type(self).estimate_cost is not BaseProvider.estimate_cost
+        cost_of = self.cost_function(request, needs)
         results: list[tuple[CheckResult, float | None]] = []
         for card in cards:
             check = self.check(request, card) if own_check else check_capabilities(request, card, needs)
-            if check.missing:
-                results.append((check, None))
-            else:
-                cost = self.estimate_cost(request, card) if own_cost else price_estimate(needs, card)
-                results.append((check, cost))
+            results.append((check, None if check.missing else cost_of(card)))
         return results
+
+    def cost_function(self, request: GenerateRequest, needs: RequestNeeds) -> Callable[[ModelCard], float]:
+        """`estimate_cost` for this request as a function of the card: the price formula on
+        needs already derived, or the subclass's own `estimate_cost` when it has one."""
+        if type(self).estimate_cost is BaseProvider.estimate_cost:
+            return partial(price_estimate, needs)
+        return partial(self.estimate_cost, request)
 
     def generate(self, request: GenerateRequest, card: ModelCard, *,
                  progress: ProgressCallback | None = None) -> GenerateResult:
@@ -139,7 +143,7 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
 
     ``needs``: ``request.needs()`` when the caller already has it (checking many cards).
     """
-    n = needs or request.needs()
+    n = request.needs() if needs is None else needs
     caps = card.capabilities
     result = CheckResult()
     hard = result.missing

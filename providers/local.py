@@ -32,7 +32,7 @@ from .local_files import (
 from .local_schedulers import choose_scheduler
 
 if TYPE_CHECKING:
-    from imagegen.request import GenerateRequest
+    from imagegen.request import GenerateRequest, RequestNeeds
     from imagegen.result import GenerateResult
 
 DEMO_DIR = Path(str(resources.files("imagegen"))) / "models" / "demo"  # shipped as package data
@@ -100,16 +100,24 @@ class LocalProvider(BaseProvider):
 
     def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
         result = check_capabilities(request, card)
-        options(request)
-        result.warnings += choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER).warnings
-        if re.search(r"\bAND\b", request.prompt):
-            result.warnings.append("AND (composable diffusion) is not supported: the word stays in the prompt text")
-        if request.hires is not None and request.init_image is not None:
-            result.warnings.append("hires fix ignored: it applies to txt2img only, as in A1111")
-        if request.midjourney is not None and not request.midjourney.is_empty():
-            used = sorted(request.midjourney.model_dump(exclude_defaults=True))
-            result.warnings.append(f"Midjourney options ignored by local models: {', '.join(used)}")
+        result.warnings += _request_warnings(request)
         return result
+
+    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
+                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
+        """`check` and `estimate_cost` for many cards: what depends on the request alone (its
+        options, sampler, prompt) is worked out once, not once per card."""
+        if type(self).check is not LocalProvider.check:  # a subclass's own check, per card
+            return super().check_many(request, cards, needs)
+        needs = request.needs() if needs is None else needs
+        extra = _request_warnings(request)
+        cost_of = self.cost_function(request, needs)
+        results: list[tuple[CheckResult, float | None]] = []
+        for card in cards:
+            result = check_capabilities(request, card, needs)
+            result.warnings += extra
+            results.append((result, None if result.missing else cost_of(card)))
+        return results
 
     # -- generation -----------------------------------------------------------------------
 
@@ -254,6 +262,20 @@ class LocalProvider(BaseProvider):
 
     def close(self) -> None:
         self.cache.clear()
+
+
+def _request_warnings(request: GenerateRequest) -> list[str]:
+    """What local models cannot honour whatever the card; raises on bad provider options."""
+    options(request)
+    warnings = list(choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER).warnings)
+    if re.search(r"\bAND\b", request.prompt):
+        warnings.append("AND (composable diffusion) is not supported: the word stays in the prompt text")
+    if request.hires is not None and request.init_image is not None:
+        warnings.append("hires fix ignored: it applies to txt2img only, as in A1111")
+    if request.midjourney is not None and not request.midjourney.is_empty():
+        used = sorted(request.midjourney.model_dump(exclude_defaults=True))
+        warnings.append(f"Midjourney options ignored by local models: {', '.join(used)}")
+    return warnings
 
 
 def options(request: GenerateRequest) -> dict[str, Any]:

@@ -32,12 +32,12 @@ from .replicate_io import (
     start_request_count,
 )
 from .replicate_loop import LoopThread
-from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards
+from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards, target_for
 from .replicate_translate import Plan, PlannedPrediction, plan_request
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
-    from imagegen.request import GenerateRequest
+    from imagegen.request import GenerateRequest, RequestNeeds
     from imagegen.settings import Settings
 
 _PIL_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
@@ -71,14 +71,31 @@ class ReplicateProvider(BaseProvider):
         result = check_capabilities(request, card)
         if not self.settings.token():
             result.missing.insert(0, NO_TOKEN)
-        try:
-            plan = plan_request(request, card, seed=0)
-        except KeyError:
-            result.missing.append(f"{card.model} is not a Flux model this adapter can translate")
-            return result
-        result.missing.extend(plan.missing)
-        result.warnings.extend(plan.warnings)
+        missing, warnings = _translation_notes(request, card, {})
+        result.missing.extend(missing)
+        result.warnings.extend(warnings)
         return result
+
+    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
+                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
+        """`check` and `estimate_cost` for many cards, translating the request once per Flux
+        model rather than once per card (a user's fine-tunes all share one base model)."""
+        if type(self).check is not ReplicateProvider.check:  # a subclass's own check, per card
+            return super().check_many(request, cards, needs)
+        needs = request.needs() if needs is None else needs
+        cost_of = self.cost_function(request, needs)
+        no_token = not self.settings.token()
+        plans: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
+        results: list[tuple[CheckResult, float | None]] = []
+        for card in cards:
+            result = check_capabilities(request, card, needs)
+            if no_token:
+                result.missing.insert(0, NO_TOKEN)
+            missing, warnings = _translation_notes(request, card, plans)
+            result.missing.extend(missing)
+            result.warnings.extend(warnings)
+            results.append((result, None if result.missing else cost_of(card)))
+        return results
 
     # -- generation -----------------------------------------------------------------------
 
@@ -273,6 +290,24 @@ class _Run:
             gpu_seconds=predict_time, warnings=warnings,
             raw={"prediction_ids": ids, "requests": requests,
                  "errors": [str(e) for e in errors]})
+
+
+def _translation_notes(request: GenerateRequest, card: ModelCard,
+                       plans: dict[tuple[int, str], tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
+    """(missing, warnings) of translating ``request`` for ``card``, memoised in ``plans``.
+
+    A plan's problems depend on the request and the card's Flux model alone (the card's name
+    appears only in messages about raw provider options), so that is the memo key.
+    """
+    try:
+        flux = target_for(card).flux
+        key = (id(flux), card.model if request.provider_options.get("replicate") else "")
+        if key not in plans:
+            plan = plan_request(request, card, seed=0)
+            plans[key] = (plan.missing, plan.warnings)
+    except KeyError:
+        return [f"{card.model} is not a Flux model this adapter can translate"], []
+    return plans[key]
 
 
 def _failure(prediction: dict[str, Any]) -> ProviderError:
