@@ -3,9 +3,10 @@
     python benchmarks/bench_router.py [--cards 100] [--seconds 1.0]
 
 Cards are spread over three providers whose `check` and `estimate_cost` are the shared
-`BaseProvider` ones (what real adapters start from). Prints µs per decision for each strategy,
-wall-clock and CPU time (CPU time is steadier on a busy machine), the ratio to the goal (below
-1 meets it), and the router's own share (providers whose check and cost estimate do nothing).
+`BaseProvider` ones (what real adapters start from; the router asks each provider once per
+decision through `check_many`). Prints µs per decision for each strategy, wall-clock and CPU
+time (CPU time is steadier on a busy machine), the ratio to the goal (below 1 meets it), and
+the router's own share (providers whose check and cost estimate do nothing, called per card).
 """
 
 from __future__ import annotations

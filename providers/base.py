@@ -7,9 +7,10 @@ card cannot honour (`check`), what a call costs (`estimate_cost`) and how to run
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
@@ -88,7 +89,8 @@ class BaseProvider:
         return check_capabilities(request, card)
 
     def estimate_cost(self, request: GenerateRequest, card: ModelCard) -> float:
-        return price_estimate(request.needs(), card)
+        width, height = request.size()
+        return price_estimate(card, width, height, request.image_count)
 
     def check_many(self, request: GenerateRequest, cards: list[ModelCard],
                    needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
@@ -111,7 +113,7 @@ class BaseProvider:
         """`estimate_cost` for this request as a function of the card: the price formula on
         needs already derived, or the subclass's own `estimate_cost` when it has one."""
         if type(self).estimate_cost is BaseProvider.estimate_cost:
-            return partial(price_estimate, needs)
+            return lambda card: price_estimate(card, needs.width, needs.height, needs.images)
         return partial(self.estimate_cost, request)
 
     def generate(self, request: GenerateRequest, card: ModelCard, *,
@@ -129,12 +131,13 @@ class BaseProvider:
         return f"<{type(self).__name__} {self.name!r}>"
 
 
-def price_estimate(needs: RequestNeeds, card: ModelCard) -> float:
-    """USD for the whole request from the card's price (per image, megapixel and GPU second)."""
+def price_estimate(card: ModelCard, width: int, height: int, images: int) -> float:
+    """USD for ``images`` images at ``width`` x ``height`` from the card's price (per image,
+    per megapixel and per GPU second)."""
     price = card.price
-    per_image = price.per_image + price.per_megapixel * needs.width * needs.height / 1e6
+    per_image = price.per_image + price.per_megapixel * width * height / 1e6
     per_image += price.per_gpu_second * card.latency_s
-    return round(per_image * needs.images, 6)
+    return round(per_image * images, 6)
 
 
 def check_capabilities(request: GenerateRequest, card: ModelCard,
