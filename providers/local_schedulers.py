@@ -131,9 +131,19 @@ def _fallback(spec: SamplerSpec, warnings: list[str]) -> tuple[str, dict[str, An
     return spec.scheduler, spec.flags
 
 
-def _init_params(class_name: str) -> set[str]:
-    import inspect
+# Which schedule flags each scheduler's __init__ takes (diffusers 0.42). A table, not
+# inspect.signature, so that routing (`check`) never imports diffusers; a test compares it
+# with the installed diffusers.
+_SCHEDULE_FLAG_NAMES = frozenset({"steps_offset", "timestep_spacing", *_SIGMA_FLAGS})
+_SPACING_ONLY = frozenset({"steps_offset", "timestep_spacing"})
+SCHEDULE_FLAGS_TAKEN: dict[str, frozenset[str]] = {
+    "DDIMScheduler": _SPACING_ONLY,
+    "EulerAncestralDiscreteScheduler": _SPACING_ONLY,
+    "LCMScheduler": _SPACING_ONLY,
+    "PNDMScheduler": _SPACING_ONLY,
+    "DPMSolverSinglestepScheduler": frozenset(_SIGMA_FLAGS),
+}  # every other scheduler used here takes all of them
 
-    import diffusers
 
-    return set(inspect.signature(getattr(diffusers, class_name).__init__).parameters)
+def _init_params(class_name: str) -> frozenset[str]:
+    return SCHEDULE_FLAGS_TAKEN.get(class_name, _SCHEDULE_FLAG_NAMES)

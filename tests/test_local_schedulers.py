@@ -66,3 +66,27 @@ def test_unknown_sampler_lists_valid_ones():
 def test_the_model_config_sigma_flags_do_not_leak_into_another_schedule():
     scheduler = choose_scheduler("Euler", None).build({"use_karras_sigmas": True})
     assert not scheduler.config.use_karras_sigmas
+
+
+def test_schedule_flag_table_matches_the_installed_diffusers():
+    import inspect
+
+    import diffusers
+
+    from providers.local_schedulers import _SCHEDULE_FLAG_NAMES, SAMPLER_SPECS, _init_params
+
+    classes = {spec.scheduler for spec in SAMPLER_SPECS.values()} | {"DPMSolverSinglestepScheduler"}
+    for name in classes:
+        taken = set(inspect.signature(getattr(diffusers, name).__init__).parameters)
+        assert _init_params(name) == _SCHEDULE_FLAG_NAMES & taken, name
+
+
+def test_routing_a_local_card_does_not_import_diffusers(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom providers.local_schedulers import choose_scheduler\n"
+            "choose_scheduler('DPM++ 2M', 'Karras'); choose_scheduler('Euler a', 'Karras')\n"
+            "print('diffusers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr
