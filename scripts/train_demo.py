@@ -2,6 +2,7 @@
 
     python scripts/train_demo.py --out imagegen/models/demo
     python scripts/train_demo.py --out imagegen/models/demo --vae-from DIR   # stage 2 only
+    python scripts/train_demo.py --out NEW --continue-from DIR --unet-steps N --lr LR   # train longer
 
 Stage 1 fits the tiny VAE; stage 2 trains the UNet and the text encoder together with epsilon
 prediction (loss weighted toward the noisy steps), 10% empty captions (so classifier-free guidance and negative prompts work), offset
@@ -153,6 +154,8 @@ def main(argv=None) -> None:
     ap.add_argument("--save-every", type=int, default=300)
     ap.add_argument("--vae-from", type=Path,
                     help="skip stage 1: take the trained VAE from this folder (a stage-1 output of this script)")
+    ap.add_argument("--continue-from", type=Path,
+                    help="train further from a finished folder of this script (UNet, text encoder and VAE)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -164,7 +167,16 @@ def main(argv=None) -> None:
         print(f"[{time.time() - started:7.1f}s] {msg}", flush=True)
 
     pipe = build_pipeline(args.out, seed=args.seed)
-    if args.vae_from:
+    stage_seed = args.seed + 1
+    if args.continue_from:
+        from diffusers import StableDiffusionPipeline
+
+        pipe = StableDiffusionPipeline.from_pretrained(args.continue_from, local_files_only=True)
+        pipe.unet.train()
+        pipe.text_encoder.requires_grad_(True)
+        stage_seed = args.seed + 2  # fresh data, not a replay of stage 2
+        log(f"continuing from {args.continue_from}")
+    elif args.vae_from:
         from diffusers import AutoencoderKL
 
         pipe.vae = AutoencoderKL.from_pretrained(args.vae_from / "vae", local_files_only=True)
@@ -176,8 +188,8 @@ def main(argv=None) -> None:
     pipe.vae.requires_grad_(False).eval()
     pipe.save_pretrained(args.out, safe_serialization=True)  # a usable VAE on disk early
     # Stage 2 seeds afresh, so starting it from a saved stage 1 (--vae-from) gives the same run.
-    torch.manual_seed(args.seed + 1)
-    rng = random.Random(args.seed + 1)
+    torch.manual_seed(stage_seed)
+    rng = random.Random(stage_seed)
     ema = train_unet(pipe, rng, args.unet_steps, args.batch, args.lr, log, args.save_every, args.out)
     save(pipe, ema, args.out)
     log(f"saved to {args.out}")
