@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.catalog import ModelCard
+from imagegen.prompt.translate import to_flux
 from imagegen.request import GenerateRequest, parse_aspect_ratio
 
 from .replicate_models import (
@@ -57,7 +58,10 @@ def plan_request(request: GenerateRequest, card: ModelCard, seed: int | None = N
     flux = target.flux
     missing: list[str] = []
     warnings: list[str] = []
-    base: dict[str, Any] = {"prompt": request.prompt}
+    prompt, prompt_warnings = to_flux(request)  # A1111 weights, BREAK, schedules: plain text
+    # The generic capability check already reports the negative prompt.
+    warnings += [w for w in prompt_warnings if not w.startswith("Flux does not take a negative prompt")]
+    base: dict[str, Any] = {"prompt": prompt}
 
     size = _map_size(request, flux, base, warnings)
     steps = _map_steps(request, flux, base)

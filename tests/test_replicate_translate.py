@@ -157,3 +157,15 @@ def test_finetune_version_gets_a_card_priced_per_h100_second(provider):
     assert p.target.version == VERSION and sent["guidance_scale"] == 4
     assert (sent["aspect_ratio"], sent["width"], sent["height"]) == ("custom", 992, 608)  # multiples of 16, ties to even
     assert (sent["extra_lora"], sent["extra_lora_scale"]) == ("o/extra", 0.5)
+
+
+def test_a1111_syntax_is_flattened_for_flux_with_warnings():
+    from imagegen import GenerateRequest, ModelCard
+    from providers.replicate_models import official_cards
+    from providers.replicate_translate import plan_request
+
+    card = next(c for c in official_cards() if c.id.endswith("flux-dev"))
+    plan = plan_request(GenerateRequest(prompt="a cat, (fluffy:1.3) BREAK [old] box", seed=1), card)
+    assert plan.predictions[0].input["prompt"] == "a cat, fluffy, old box"
+    assert any("weights" in w for w in plan.warnings)
+    assert isinstance(card, ModelCard)
