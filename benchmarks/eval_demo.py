@@ -25,7 +25,11 @@ DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "imagegen" / "models" / "d
 
 def diffusers_generator(model: Path, sampler: str, steps: int, cfg: float):
     import torch
-    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionPipeline,
+    )
 
     pipe = StableDiffusionPipeline.from_pretrained(model, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)

@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from imagegen.demo.build import build_pipeline  # noqa: E402
 from imagegen.demo.shapes import training_batch  # noqa: E402
 
-
 MAX_LOSS_WEIGHT = 25.0
 # Per-channel offset noise. SD's schedule leaves ~7% of the signal at t=999, enough to read a flat
 # background's colour straight off the noise; a strong offset hides it so the caption must say it.
