@@ -252,7 +252,8 @@ class GenerateRequest(_Strict):
             return self.width, _round8(self.width * rh / rw)
         if self.height:
             return _round8(self.height * rw / rh), self.height
-        scale = math.sqrt(base * base / (rw * rh))
+        # About base×base pixels, but never a side under 64 px (that would bend the ratio).
+        scale = max(math.sqrt(base * base / (rw * rh)), 64 / min(rw, rh))
         return _round8(rw * scale), _round8(rh * scale)
 
     def needs(self) -> RequestNeeds:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
 from imagegen.errors import ConfigError, ModelLoadError
 from imagegen.prompt.a1111 import extract_extra_networks
+from imagegen.prompt.translate import unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
 from .base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
@@ -275,9 +276,7 @@ def _request_warnings(request: GenerateRequest) -> list[str]:
         warnings.append("AND (composable diffusion) is not supported: the word stays in the prompt text")
     if request.hires is not None and request.init_image is not None:
         warnings.append("hires fix ignored: it applies to txt2img only, as in A1111")
-    if request.midjourney is not None and not request.midjourney.is_empty():
-        used = sorted(request.midjourney.model_dump(exclude_defaults=True))
-        warnings.append(f"Midjourney options ignored by local models: {', '.join(used)}")
+    warnings += unsupported_midjourney_options(request)
     return warnings
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from imagegen.catalog import ModelCard
-from imagegen.prompt.translate import to_flux
+from imagegen.prompt.translate import to_flux, unsupported_midjourney_options
 from imagegen.request import GenerateRequest, parse_aspect_ratio
 
 from .replicate_models import (
@@ -69,7 +69,7 @@ def plan_request(request: GenerateRequest, card: ModelCard, seed: int | None = N
     output_ext, convert_to = _map_format(request, flux, card, base)
     _map_loras(request, flux, base, missing, warnings)
     _map_images(request, flux, base)
-    _note_unsupported(request, warnings)
+    _note_unsupported(request, flux, base, warnings)
     group = _apply_passthrough(request, flux, card, base, missing, warnings)
 
     first_seed = request.seed if request.seed_fixed else seed
@@ -214,17 +214,17 @@ def _map_images(request: GenerateRequest, flux: FluxModel, out: dict) -> None:
         out[flux.image_fields[2]] = request.mask_image.to_data_url()
 
 
-def _note_unsupported(request: GenerateRequest, warnings: list[str]) -> None:
+def _note_unsupported(request: GenerateRequest, flux: FluxModel, out: dict, warnings: list[str]) -> None:
     """What check_capabilities does not already cover and Flux on Replicate cannot honour."""
     if request.vae:
         warnings.append(f"vae {request.vae!r} ignored: the model has its own")
     if request.scheduler and not request.sampler:
         warnings.append(f"scheduler {request.scheduler!r} ignored: the model uses its own")
-    mj = request.midjourney
-    if mj is not None and not mj.is_empty():
-        given = sorted(k for k, v in mj.model_dump(exclude_defaults=True).items() if v)
-        if given:
-            warnings.append(f"midjourney options ignored: {', '.join(given)}")
+    supported = frozenset()
+    if "raw" in flux.inputs and request.midjourney is not None and request.midjourney.style == "raw":
+        out["raw"] = True  # ultra's raw mode is what `--style raw` asks for
+        supported = frozenset({"style"})
+    warnings += unsupported_midjourney_options(request, supported)
 
 
 # -- raw inputs and the split into predictions ----------------------------------------------

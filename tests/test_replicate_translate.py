@@ -169,3 +169,19 @@ def test_a1111_syntax_is_flattened_for_flux_with_warnings():
     assert plan.predictions[0].input["prompt"] == "a cat, fluffy, old box"
     assert any("weights" in w for w in plan.warnings)
     assert isinstance(card, ModelCard)
+
+
+def test_style_raw_turns_on_ultra_raw_mode_and_other_mj_options_warn():
+    from imagegen import GenerateRequest
+    from providers.replicate_models import official_cards
+    from providers.replicate_translate import plan_request
+
+    cards = {c.model.split("/")[-1]: c for c in official_cards()}
+    request = GenerateRequest.from_midjourney("a fox --style raw --s 300 --seed 2")
+    ultra = plan_request(request, cards["flux-1.1-pro-ultra"])
+    assert ultra.predictions[0].input["raw"] is True
+    assert not any("--style" in w for w in ultra.warnings)
+    assert any("--s 300" in w for w in ultra.warnings)
+    dev = plan_request(request, cards["flux-dev"])
+    assert "raw" not in dev.predictions[0].input
+    assert any("--style raw" in w for w in dev.warnings)

@@ -166,3 +166,8 @@ def test_any_field_values_give_a_request_or_a_validation_error(fields):
         GenerateRequest(**fields)
     except ValidationError:
         pass
+
+
+def test_size_keeps_the_ratio_when_the_base_is_small():
+    assert GenerateRequest(prompt="x", aspect_ratio="2:1").size(64) == (128, 64)
+    assert GenerateRequest(prompt="x", aspect_ratio="1:3").size(64) == (64, 192)
