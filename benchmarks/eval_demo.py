@@ -47,14 +47,15 @@ def diffusers_generator(model: Path, sampler: str, steps: int, cfg: float):
     return generate
 
 
-def adapter_generator(sampler: str, steps: int, cfg: float):
+def adapter_generator(model: Path, sampler: str, steps: int, cfg: float):
     from imagegen import GenerateRequest, ImageGen
 
     names = {"default": None, "euler_a": "Euler a", "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras"}
     gen = ImageGen()
 
     def generate(prompt: str, seed: int):
-        req = GenerateRequest(prompt=prompt, model="local:demo", seed=seed, steps=steps, cfg_scale=cfg,
+        ref = "local:demo" if model == DEFAULT_MODEL else f"local:{model.resolve()}"
+        req = GenerateRequest(prompt=prompt, model=ref, seed=seed, steps=steps, cfg_scale=cfg,
                               width=64, height=64, **({"sampler": names[sampler]} if names[sampler] else {}))
         return gen.generate(req).images[0].pil()
 
@@ -78,7 +79,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(args.threads)
     if args.via == "adapter":
-        generate = adapter_generator(args.sampler, args.steps, args.cfg)
+        generate = adapter_generator(args.model, args.sampler, args.steps, args.cfg)
     else:
         generate = diffusers_generator(args.model, args.sampler, args.steps, args.cfg)
     scenes = held_out_prompts(args.prompts)
