@@ -217,16 +217,23 @@ class ImageGen:
         except KeyError:
             raise ConfigError(f"provider {card.provider!r} for {card.id} is not installed") from None
 
+    def check_budget(self, estimate_usd: float, what: str) -> None:
+        """Raise `BudgetExceededError` if spending ``estimate_usd`` on ``what`` would exceed the
+        budget (calls in flight count against it too)."""
+        if self.budget_usd is None:
+            return
+        remaining = self.budget_usd - self.spent_usd - self._reserved_usd
+        if estimate_usd > remaining + 1e-12:
+            raise BudgetExceededError(
+                f"{what} would cost about ${estimate_usd:.4f}; "
+                f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
+                estimate_usd=estimate_usd, remaining_usd=remaining)
+
     def _reserve_budget(self, candidate: Candidate) -> float:
         """Refuse before spending; else hold the estimate until the call ends (returned)."""
         if self.budget_usd is None:
             return 0.0
-        remaining = self.budget_usd - self.spent_usd - self._reserved_usd
-        if candidate.cost_usd > remaining + 1e-12:
-            raise BudgetExceededError(
-                f"{candidate.card.id} would cost about ${candidate.cost_usd:.4f}; "
-                f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
-                estimate_usd=candidate.cost_usd, remaining_usd=remaining)
+        self.check_budget(candidate.cost_usd, candidate.card.id)
         self._reserved_usd += candidate.cost_usd
         return candidate.cost_usd
 

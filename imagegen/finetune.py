@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BudgetExceededError, ConfigError, FineTuneError
+from .errors import ConfigError, FineTuneError
 from .finetune_request import (  # noqa: F401  (re-exported: the public names live here too)
     DEFAULT_TRAINER,
     DEFAULT_TRAINER_VERSION,
@@ -65,10 +65,7 @@ def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) 
     for warning in warnings:
         log.warning("fine-tune dataset: %s", warning)
     estimate = request.estimate_cost_usd()
-    if client.budget_usd is not None and estimate > client.budget_usd - client.spent_usd + 1e-12:
-        raise BudgetExceededError(
-            f"the training would cost about ${estimate:.2f}; ${client.budget_usd - client.spent_usd:.2f} "
-            f"of the budget is left", estimate_usd=estimate, remaining_usd=client.budget_usd - client.spent_usd)
+    client.check_budget(estimate, "the training")
 
     store = JobStore.for_client(client)
     job_id = "ft-" + uuid.uuid4().hex[:16]
