@@ -253,9 +253,13 @@ class ImageGen:
         result.provider = result.provider or candidate.card.provider
         result.model = result.model or candidate.card.id
         result.route = decision
-        self.spent_usd += result.cost_usd
-        usage = self.usage.setdefault(candidate.card.id, {"calls": 0, "images": 0, "cost_usd": 0.0})
-        usage["calls"] += 1
-        usage["images"] += len(result.images)
-        usage["cost_usd"] += result.cost_usd
+        self.record_spend(candidate.card.id, result.cost_usd, images=len(result.images))
         return result
+
+    def record_spend(self, card_id: str, cost_usd: float, images: int = 0) -> None:
+        """Count one paid call against the budget and in `usage`."""
+        self.spent_usd += cost_usd
+        usage = self.usage.setdefault(card_id, {"calls": 0, "images": 0, "cost_usd": 0.0})
+        usage["calls"] += 1
+        usage["images"] += images
+        usage["cost_usd"] += cost_usd

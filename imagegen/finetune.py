@@ -78,7 +78,13 @@ def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) 
         training_input_json=json.dumps(request.training_input("", redact=True)), zip_path=str(zip_path),
         estimate_usd=estimate, warnings_json=json.dumps(warnings)))
     job = FineTuneJob(store, record, secrets=request.secret_inputs())
-    job._advance()
+    try:
+        job._advance()
+    finally:
+        if job.training_id or job.status == "creating":  # created, or may have been: it is paid for
+            # The estimate, not the actual: that is known only when the training ends, maybe
+            # in another process (`job.cost_usd` has it then).
+            client.record_spend(f"replicate:{request.trainer_ref}", estimate)
     return job
 
 

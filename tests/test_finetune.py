@@ -56,7 +56,7 @@ def photos(tmp_path):
 
 
 def request(photos, **overrides):
-    return FineTuneRequest(images=photos, destination=DESTINATION, **overrides)
+    return FineTuneRequest(**{"images": photos, "destination": DESTINATION, **overrides})
 
 
 def zip_in(fake):
@@ -160,6 +160,28 @@ def test_estimate_over_budget_stops_before_any_request(fake, home, photos):
     with pytest.raises(BudgetExceededError, match="training would cost"):
         gen.finetune(request(photos, steps=1000))
     assert fake.requests == []
+
+
+def test_started_trainings_count_against_the_budget(fake, home, photos):
+    gen = make_gen(fake, home, budget_usd=3.0)
+    first = gen.finetune(request(photos, steps=1000))
+    assert gen.spent_usd == pytest.approx(first.estimate_usd) and first.estimate_usd > 1.5
+    assert gen.usage_by_provider["replicate"]["cost_usd"] == pytest.approx(first.estimate_usd)
+    sent = len(fake.requests)
+    with pytest.raises(BudgetExceededError, match="training would cost"):
+        gen.finetune(request(photos, steps=1000, destination="fake-user/second"))
+    assert len(fake.requests) == sent  # refused before any upload
+
+
+def test_a_refused_create_is_not_charged_and_a_lost_answer_is(fake, home, photos):
+    gen = make_gen(fake, home, budget_usd=10.0)
+    fake.fail_next("429", on="create")
+    with pytest.raises(Exception, match="429|rate"):
+        gen.finetune(request(photos))
+    assert gen.spent_usd == 0.0
+    fake.fail_next("reset_after_create", on="create")
+    job = gen.finetune(request(photos, destination="fake-user/second"))
+    assert job.training_id and gen.spent_usd == pytest.approx(job.estimate_usd)
 
 
 @pytest.mark.parametrize("field, value", [
