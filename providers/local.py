@@ -23,6 +23,7 @@ from imagegen.prompt.translate import unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
 from .base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
+from .local_embeddings import find_embeddings, mentioned
 from .local_files import (
     addnet_hash,
     file_hash,
@@ -160,6 +161,9 @@ class LocalProvider(BaseProvider):
         model.set_loras(lora_files)
         vae_path = resolve_vae(request.vae, self.settings.models_dir)
         model.set_vae(vae_path)
+        wanted = mentioned(find_embeddings(self.settings.models_dir), prompt, request.negative_prompt)
+        model.embeddings.load(model.base, wanted, warnings)
+        embeddings = {name: path for name, path in wanted.items() if name in model.embeddings.vectors}
 
         spec, size = self._spec(request, model, prompt)
         model.apply_memory(model.base, opts)
@@ -168,7 +172,7 @@ class LocalProvider(BaseProvider):
             output = run.execute()
         warnings += output.warnings
 
-        infotexts = self._infotexts(request, card, model, spec, loras, lora_files, vae_path, output)
+        infotexts = self._infotexts(request, card, model, spec, loras, lora_files, vae_path, embeddings, output)
         images = [GeneratedImage.from_pil(image, format=request.output_format, seed=seed, infotext=text)
                   for image, seed, text in zip(output.images, spec.seeds, infotexts, strict=True)]
         return GenerateResult(
@@ -220,7 +224,7 @@ class LocalProvider(BaseProvider):
             spec.control_ends.append(unit.guidance_end)
         return spec, (width, height)
 
-    def _infotexts(self, request, card, model, spec, loras, lora_files, vae_path, output) -> list[str]:
+    def _infotexts(self, request, card, model, spec, loras, lora_files, vae_path, embeddings, output) -> list[str]:
         from imagegen import __version__
         from imagegen.prompt.a1111 import lora_tag
         from imagegen.prompt.infotext import format_infotext
@@ -232,8 +236,9 @@ class LocalProvider(BaseProvider):
         hires = request.hires
         denoise = hires.denoising_strength if hires else (
             spec.denoising_strength if spec.init_image is not None else None)
-        lora_hashes = ", ".join(f"{lora.name.replace(':', '').replace(',', '')}: {self._addnet(path)}"
+        lora_hashes = ", ".join(f"{lora.name.replace(':', '').replace(',', '')}: {self._hash(path, 'lora')}"
                                 for lora, (path, _) in zip(loras, lora_files, strict=True))
+        ti_hashes = ", ".join(f"{path.stem}: {self._hash(path, 'ti')}" for path in embeddings.values())
         texts = []
         for seed in spec.seeds:
             params: dict[str, Any] = {
@@ -254,14 +259,17 @@ class LocalProvider(BaseProvider):
                 params["Hires steps"] = hires.steps or None
                 params["Hires upscaler"] = hires.upscaler
             params["Lora hashes"] = lora_hashes or None
+            params["TI hashes"] = ti_hashes or None
             params["Version"] = f"imagegen {__version__}"
             texts.append(format_infotext(params, prompt, request.negative_prompt))
         return texts
 
-    def _addnet(self, path: Path) -> str:
-        key = str(path)
+    def _hash(self, path: Path, kind: str) -> str:
+        """A1111's 12-digit short hashes: kohya's "addnet" hash for LoRAs, the file's sha256 for
+        embeddings; computed once per file."""
+        key = f"{kind}:{path}"
         if key not in self._hashes:
-            self._hashes[key] = addnet_hash(path)[:12]
+            self._hashes[key] = (addnet_hash(path) if kind == "lora" else file_hash(path))[:12]
         return self._hashes[key]
 
     def close(self) -> None:

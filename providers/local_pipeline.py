@@ -16,6 +16,7 @@ from typing import Any
 from imagegen.errors import ConfigError, ModelLoadError
 
 from .local_configs import config_dir_for
+from .local_embeddings import Embeddings
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class LoadedModel:
     memory: dict[str, bool] = field(default_factory=dict)
     scheduler_config: dict = field(default_factory=dict)  # the checkpoint's own, before any swap
     file_hash: str | None = None  # A1111 "Model hash" (sha256[:10]), computed on first need
+    embeddings: Embeddings = field(default_factory=Embeddings)  # textual inversions added so far
 
     def pipeline(self, kind: str, controlnets: tuple = ()) -> Any:
         """The pipeline for txt2img / img2img / inpaint, with ControlNet models if given."""

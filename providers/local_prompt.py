@@ -22,8 +22,11 @@ class Chunk:
     multipliers: list[float]
 
 
-def tokenize_weighted(tokenizer: Any, text: str) -> list[Chunk]:
-    """Split a prompt into 77-token chunks carrying per-token attention multipliers."""
+def tokenize_weighted(tokenizer: Any, text: str, runs: dict[int, int] | None = None) -> list[Chunk]:
+    """Split a prompt into 77-token chunks carrying per-token attention multipliers.
+
+    ``runs``: first token id -> length of a textual-inversion embedding's token run, which A1111
+    never splits across chunks."""
     chunk_len = tokenizer.model_max_length - 2
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
@@ -64,6 +67,8 @@ def tokenize_weighted(tokenizer: Any, text: str) -> list[Chunk]:
                 tokens, mults = moved, moved_mults
             if len(tokens) == chunk_len:
                 next_chunk()
+            if runs and token in runs and len(tokens) + runs[token] > chunk_len:
+                next_chunk()
             tokens.append(token)
             mults.append(weight)
     if tokens or not chunks:
@@ -84,8 +89,9 @@ def torch_no_grad(fn):  # keeps torch out of import time
 class PromptEncoder:
     """Encodes prompts with the pipeline's tokenizer(s) and text encoder(s), cached per text."""
 
-    def __init__(self, pipe: Any, clip_skip: int | None = None):
+    def __init__(self, pipe: Any, clip_skip: int | None = None, embeddings: Any = None):
         self.pipe = pipe
+        self.embeddings = embeddings  # local_embeddings.Embeddings loaded into this pipeline
         self.clip_skip = clip_skip or 1  # A1111 numbering: 1 = last layer
         self.is_sdxl = getattr(pipe, "text_encoder_2", None) is not None
         self._cache: dict[str, tuple[Any, Any]] = {}
@@ -105,8 +111,13 @@ class PromptEncoder:
             pairs = [(t, e) for t, e in [(pipe.tokenizer, pipe.text_encoder),
                                          (pipe.tokenizer_2, pipe.text_encoder_2)] if e is not None]
         parts, pooled = [], None
+        runs = None
+        if self.embeddings is not None and self.embeddings.vectors:
+            text = self.embeddings.expand(text)
         for index, (tokenizer, encoder) in enumerate(pairs):
-            chunks = tokenize_weighted(tokenizer, text)
+            if self.embeddings is not None and self.embeddings.vectors:
+                runs = self.embeddings.runs(tokenizer)
+            chunks = tokenize_weighted(tokenizer, text, runs)
             zs = []
             for number, chunk in enumerate(chunks):
                 z, chunk_pooled = self._encode_chunk(encoder, chunk)

@@ -162,7 +162,7 @@ class Run:
 
         spec = self.spec
         pipe.scheduler = spec.scheduler.build(self.model.scheduler_config)
-        encoder = PromptEncoder(pipe, spec.clip_skip)
+        encoder = PromptEncoder(pipe, spec.clip_skip, self.model.embeddings)
         dtype = getattr(torch, self.model.dtype)  # `pipe.unet.dtype` walks every parameter
         if hires_steps is None:
             plan = PromptPlan(encoder, spec.prompt, spec.negative, steps_run, len(seeds), dtype=dtype)

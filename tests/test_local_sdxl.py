@@ -60,3 +60,29 @@ def test_sdxl_weighted_long_prompt_and_hires_run(setup):
                               hires=HiresFix(scale=1.5, steps=2, denoising_strength=0.5))
     result = provider.generate(request, card)
     assert (result.images[0].width, result.images[0].height) == (96, 96)
+
+
+def test_sdxl_embedding_file_equals_diffusers_loading_each_encoder(setup, tmp_path):
+    from diffusers import EulerAncestralDiscreteScheduler
+    from safetensors.torch import save_file
+
+    pipe, provider, card = setup
+    folder = provider.settings.models_dir / "embeddings"
+    folder.mkdir(exist_ok=True)
+    generator = torch.Generator().manual_seed(2)
+    clip_l, clip_g = torch.randn(2, 16, generator=generator) * 3, torch.randn(2, 16, generator=generator) * 3
+    save_file({"clip_l": clip_l, "clip_g": clip_g}, str(folder / "xlthing.safetensors"))
+    save_file({"emb_params": clip_l[:1]}, str(folder / "sd15only.safetensors"))
+
+    request = GenerateRequest(prompt="a red cat, xlthing, sd15only", seed=9, steps=3, width=64, height=64,
+                              sampler="Euler a")
+    ours = provider.generate(request, card)
+    pipe.load_textual_inversion({"x": clip_l}, token="xlthing", text_encoder=pipe.text_encoder,
+                                tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion({"x": clip_g}, token="xlthing", text_encoder=pipe.text_encoder_2,
+                                tokenizer=pipe.tokenizer_2)
+    pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace")
+    reference = pipe("a red cat, xlthing, sd15only", negative_prompt="", num_inference_steps=3, guidance_scale=7.0,
+                     width=64, height=64, generator=[torch.Generator("cpu").manual_seed(9)]).images[0]
+    assert np.array_equal(np.asarray(ours.images[0].pil()), np.asarray(reference))
+    assert any("sd15only.safetensors not used" in w and "clip_g" in w for w in ours.warnings)
