@@ -48,6 +48,7 @@ class Capabilities(BaseModel):
     controlnet: bool = False
     hires_fix: bool = False
     clip_skip: bool = False
+    variation_seed: bool = False
     sampler: bool = False
     cfg: bool = True
     max_images_per_call: int = 1

@@ -95,7 +95,12 @@ def generate(
     steps: Optional[int] = typer.Option(None),
     cfg: Optional[float] = typer.Option(None, help="CFG scale."),
     sampler: Optional[str] = typer.Option(None, help='A1111 sampler, e.g. "DPM++ 2M Karras".'),
+    scheduler: Optional[str] = typer.Option(None, help='A1111 schedule type, e.g. "Karras".'),
     seed: Optional[int] = typer.Option(None),
+    variation_seed: Optional[int] = typer.Option(None, help="A1111 variation seed (-1: random)."),
+    variation_strength: Optional[float] = typer.Option(None, help="0 = the seed's image, 1 = the variation seed's."),
+    clip_skip: Optional[int] = typer.Option(None, help="A1111 numbering: 1 = none, 2 = skip the last layer."),
+    vae: Optional[str] = typer.Option(None, help="VAE override (name in VAE/ or a path)."),
     lora: list[str] = typer.Option([], help="NAME:WEIGHT, repeatable."),
     hires: Optional[float] = typer.Option(None, help="Hires fix upscale factor, e.g. 2."),
     init_image: Optional[Path] = typer.Option(None, help="img2img source image."),
@@ -109,8 +114,9 @@ def generate(
     """Generate images and save them with their A1111 parameters."""
     overrides: dict[str, Any] = {
         "model": model, "negative_prompt": negative, "width": width, "height": height, "steps": steps,
-        "cfg_scale": cfg, "sampler": sampler, "seed": seed, "batch_size": batch_size,
-        "batch_count": batch_count, "output_format": output_format,
+        "cfg_scale": cfg, "sampler": sampler, "scheduler": scheduler, "seed": seed,
+        "variation_seed": variation_seed, "variation_strength": variation_strength, "clip_skip": clip_skip,
+        "vae": vae, "batch_size": batch_size, "batch_count": batch_count, "output_format": output_format,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if lora:

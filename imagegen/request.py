@@ -159,6 +159,10 @@ class GenerateRequest(_Strict):
     sampler: str | None = Field(default=None, examples=["DPM++ 2M Karras", "Euler a"])
     scheduler: str | None = Field(default=None, examples=["Karras"])
     seed: int | None = Field(default=None, ge=-1, le=SEED_MAX, description="None or -1: random")
+    variation_seed: int | None = Field(default=None, ge=-1, le=SEED_MAX,
+                                       description="A1111 'Variation seed'; None or -1: random")
+    variation_strength: float = Field(default=0.0, ge=0.0, le=1.0,
+                                      description="A1111 'Variation strength': 0 = the seed's image, 1 = the variation seed's")
     batch_size: int = Field(default=1, ge=1, le=8)
     batch_count: int = Field(default=1, ge=1, le=100)
     model: str | None = Field(default=None, examples=["replicate:black-forest-labs/flux-schnell"])
@@ -267,6 +271,7 @@ class GenerateRequest(_Strict):
             hires=self.hires is not None, negative_prompt=bool(self.negative_prompt),
             clip_skip=self.clip_skip not in (None, 1), sampler=self.sampler,
             cfg_scale=self.cfg_scale is not None, steps=self.steps, output_format=self.output_format,
+            variation=self.variation_strength > 0,
         )
 
     # -- other front ends -------------------------------------------------------------
@@ -312,6 +317,7 @@ class RequestNeeds(NamedTuple):
     cfg_scale: bool
     steps: int | None
     output_format: str
+    variation: bool = False  # a variation seed with a strength above 0
 
 
 def parse_aspect_ratio(value: str) -> tuple[int, int]:

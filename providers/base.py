@@ -172,6 +172,8 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
         soft.append("negative_prompt ignored: the model does not take one")
     if n.clip_skip and not caps.clip_skip:
         soft.append("clip_skip ignored: the model has no CLIP skip")
+    if n.variation and not caps.variation_seed:
+        soft.append("variation seed ignored: the model has no seed variations")
     if n.sampler and not caps.sampler:
         soft.append(f"sampler {n.sampler!r} ignored: the model uses its own")
     if n.cfg_scale and not caps.cfg:

@@ -55,7 +55,8 @@ _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", 
 def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
     caps = Capabilities(
         negative_prompt=True, seed=True, lora=family != "demo", img2img=True, inpaint=True,
-        controlnet=family != "demo", hires_fix=True, clip_skip=family != "sdxl", sampler=True, cfg=True,
+        controlnet=family != "demo", hires_fix=True, clip_skip=family != "sdxl", variation_seed=True,
+        sampler=True, cfg=True,
         max_images_per_call=8, custom_size=True, min_side=64, max_side=4096,
     )
     return ModelCard(
@@ -165,7 +166,7 @@ class LocalProvider(BaseProvider):
         model.embeddings.load(model.base, wanted, warnings)
         embeddings = {name: path for name, path in wanted.items() if name in model.embeddings.vectors}
 
-        spec, size = self._spec(request, model, prompt)
+        spec, size = self._spec(request, model, prompt, warnings)
         model.apply_memory(model.base, opts)
         run = Run(model, spec, progress, self._upscalers)
         with _cpu_threads_for(model.base, device):
@@ -184,7 +185,7 @@ class LocalProvider(BaseProvider):
                  "hires_steps": output.hires_steps, "size": size},
         )
 
-    def _spec(self, request: GenerateRequest, model: Any, prompt: str) -> tuple[Any, tuple]:
+    def _spec(self, request: GenerateRequest, model: Any, prompt: str, warnings: list[str]) -> tuple[Any, tuple]:
         from PIL import Image
 
         from .local_run import RunSpec
@@ -200,10 +201,20 @@ class LocalProvider(BaseProvider):
         mask = request.mask_image.to_pil().convert("L").resize((width, height)) if request.mask_image else None
         # The client resolves a random seed before calling; a direct call gets one here.
         seed = request.seed if request.seed_fixed else random.randint(0, SEED_MAX)
+        count = request.image_count
+        seeds, subseeds = [seed + i for i in range(count)], []
+        if request.variation_strength > 0 and init is not None:
+            warnings.append("variation seed ignored: it applies to txt2img only")
+        elif request.variation_strength > 0:
+            variation = request.variation_seed
+            if variation is None or variation == -1:
+                variation = random.randint(0, SEED_MAX)
+            seeds, subseeds = [seed] * count, [variation + i for i in range(count)]  # as A1111 does
         spec = RunSpec(
             prompt=prompt, negative=request.negative_prompt, width=width, height=height,
             steps=request.steps or DEFAULT_STEPS, cfg=DEFAULT_CFG if request.cfg_scale is None else request.cfg_scale,
-            seeds=[seed + i for i in range(request.image_count)], batch_size=request.batch_size,
+            seeds=seeds, subseeds=subseeds, subseed_strength=request.variation_strength,
+            batch_size=request.batch_size,
             scheduler=choose_scheduler(request.sampler, request.scheduler, DEFAULT_SAMPLER),
             clip_skip=request.clip_skip if model.family != "sdxl" else None,
             init_image=init, mask_image=mask,
@@ -240,13 +251,15 @@ class LocalProvider(BaseProvider):
                                 for lora, (path, _) in zip(loras, lora_files, strict=True))
         ti_hashes = ", ".join(f"{path.stem}: {self._hash(path, 'ti')}" for path in embeddings.values())
         texts = []
-        for seed in spec.seeds:
+        for index, seed in enumerate(spec.seeds):
             params: dict[str, Any] = {
                 "Steps": spec.steps, "Sampler": spec.scheduler.label, "Schedule type": spec.scheduler.schedule,
                 "CFG scale": spec.cfg, "Seed": seed, "Size": f"{spec.width}x{spec.height}",
                 "Model hash": model.file_hash, "Model": "demo" if card.model == "demo" else model.path.stem,
                 "VAE hash": file_hash(vae_path)[:10] if vae_path and vae_path.is_file() else None,
                 "VAE": vae_path.name if vae_path else None,
+                "Variation seed": spec.subseeds[index] if spec.subseeds else None,
+                "Variation seed strength": spec.subseed_strength if spec.subseeds else None,
                 "Denoising strength": denoise,
                 "Clip skip": spec.clip_skip if spec.clip_skip and spec.clip_skip > 1 else None,
                 "RNG": "CPU",  # one CPU generator per image (A1111's "CPU" noise source)

@@ -1,7 +1,9 @@
 """One local generation: seeds, prompt plan, sampler, first pass, hires fix, encoding.
 
 Seeds follow A1111: image k of the job uses seed + k, drawn from its own CPU generator, so an
-image is the same whatever the batch size. Step counts follow A1111 for img2img and hires fix.
+image is the same whatever the batch size. With a variation seed every image keeps the seed and
+image k blends in the noise of variation seed + k. Step counts follow A1111 for img2img and
+hires fix.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class RunSpec:
     control_ends: list = field(default_factory=list)
     hires: Any = None  # HiresFix
     models_dir: Any = None
+    subseeds: list[int] = field(default_factory=list)  # variation seeds, one per image (txt2img)
+    subseed_strength: float = 0.0
 
 
 @dataclass
@@ -112,7 +116,9 @@ class Run:
         if controls:
             kwargs.update(self._control_kwargs(kind, (spec.width, spec.height)))
         want_latents = spec.hires is not None and is_latent(spec.hires.upscaler)
-        out = self._call(pipe, seeds, offset, steps_run, kwargs, "latent" if want_latents else "pil")
+        variation = kind == "txt2img" and bool(spec.subseeds)
+        out = self._call(pipe, seeds, offset, steps_run, kwargs, "latent" if want_latents else "pil",
+                         variation=variation)
         return out, steps_run
 
     def _hires_pass(self, first: Any, seeds: list[int], offset: int) -> tuple[list, int, tuple[int, int]]:
@@ -157,7 +163,8 @@ class Run:
         }
 
     def _call(self, pipe: Any, seeds: list[int], offset: int, steps_run: int, kwargs: dict[str, Any],
-              output_type: str, hires_steps: int | None = None, stage: str = "step") -> Any:
+              output_type: str, hires_steps: int | None = None, stage: str = "step",
+              variation: bool = False) -> Any:
         import torch
 
         spec = self.spec
@@ -170,6 +177,9 @@ class Run:
             plan = PromptPlan(encoder, spec.prompt, spec.negative, spec.steps, len(seeds), dtype=dtype,
                               hires_steps=hires_steps)
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        if variation:
+            subseeds = spec.subseeds[offset : offset + len(seeds)]
+            kwargs = {**kwargs, "latents": self._variation_noise(pipe, generators, subseeds, dtype)}
         tensors = ["latents"]
         if plan.scheduled:
             tensors += ["prompt_embeds"] + (["add_text_embeds"] if plan.segments[0].pooled is not None else [])
@@ -194,3 +204,33 @@ class Run:
         finally:
             self.gpu_seconds += time.perf_counter() - started
         return result.images
+
+    def _variation_noise(self, pipe: Any, generators: list, subseeds: list[int], dtype: Any) -> Any:
+        """A1111's variation: slerp from each image's own noise toward its variation seed's. The
+        own noise is the draw diffusers would make, from the same generator, which then goes on
+        to the sampler (ancestral noise) as it would without a variation."""
+        import torch
+
+        spec = self.spec
+        scale = pipe.vae_scale_factor
+        shape = (pipe.unet.config.in_channels, spec.height // scale, spec.width // scale)
+        noises = []
+        for generator, subseed in zip(generators, subseeds, strict=True):
+            noise = torch.randn(shape, generator=generator, dtype=dtype)
+            subnoise = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(subseed), dtype=dtype)
+            noises.append(slerp(spec.subseed_strength, noise, subnoise))
+        return torch.stack(noises).to(self.model.device)
+
+
+def slerp(val: float, low: Any, high: Any) -> Any:
+    """A1111's `slerp` (modules/rng.py), including its near-parallel fallback, for (C, H, W) noise."""
+    import torch
+
+    low_norm = low / torch.norm(low, dim=1, keepdim=True)
+    high_norm = high / torch.norm(high, dim=1, keepdim=True)
+    dot = (low_norm * high_norm).sum(1)
+    if dot.mean() > 0.9995:
+        return low * val + high * (1 - val)
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - val) * omega) / so).unsqueeze(1) * low + (torch.sin(val * omega) / so).unsqueeze(1) * high

@@ -41,6 +41,16 @@ def test_generate_saves_images_and_prints_seeds(paint, tmp_path):
     assert paint.calls[0].aspect_ratio == "1:1"
 
 
+def test_generate_passes_a1111_flags_to_the_request(paint, tmp_path):
+    result = runner.invoke(cli.app, ["generate", "a cat", "--seed", "7", "--variation-seed", "3",
+                                     "--variation-strength", "0.4", "--clip-skip", "2", "--sampler", "DPM++ 2M",
+                                     "--scheduler", "karras", "--vae", "ft-mse", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    call = paint.calls[0]
+    assert (call.seed, call.variation_seed, call.variation_strength) == (7, 3, 0.4)
+    assert (call.clip_skip, call.sampler, call.scheduler, call.vae) == (2, "DPM++ 2M", "Karras", "ft-mse")
+
+
 def test_generate_runs_every_permutation(paint, tmp_path):
     result = runner.invoke(cli.app, ["generate", "a {red, blue} bird --seed 1", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -93,8 +93,10 @@ def test_a_card_that_cannot_serve_the_request_says_why():
 
 
 def test_check_warnings_reach_the_result():
-    result = ImageGen(providers=[PaintProvider()]).generate(GenerateRequest(prompt="x", clip_skip=2))
+    result = ImageGen(providers=[PaintProvider()]).generate(
+        GenerateRequest(prompt="x", clip_skip=2, variation_seed=3, variation_strength=0.2))
     assert any("clip_skip ignored" in w for w in result.warnings)
+    assert any("variation seed ignored" in w for w in result.warnings)
 
 
 def test_budget_refuses_before_the_provider_is_called():

@@ -407,3 +407,49 @@ def test_a1111_kohya_format_lora_gives_the_same_image_as_the_diffusers_format(pr
     diffusers_format = provider.generate(request(prompt="a red cat <lora:tiny_style:0.9>"), card)
     kohya_format = provider.generate(request(prompt="a red cat <lora:tiny_style_kohya:0.9>"), card)
     assert same_image(diffusers_format.images[0], kohya_format.images[0])
+
+
+def test_variation_strength_1_is_the_variation_seeds_own_image(provider, card):
+    # slerp at 1 returns the variation noise exactly; with a deterministic sampler nothing else
+    # draws from the generators, so the image is the plain run of the variation seed.
+    varied = provider.generate(request(seed=1234, variation_seed=99, variation_strength=1.0), card)
+    plain = provider.generate(request(seed=99), card)
+    assert np.array_equal(pixels(varied.images[0]), pixels(plain.images[0]))
+
+
+def test_variation_equals_diffusers_given_a1111_slerp_noise(provider, card, raw):
+    from providers.local_run import slerp
+
+    ours = provider.generate(request(seed=1234, variation_seed=99, variation_strength=0.3, batch_count=2), card)
+    shape = (1, raw.unet.config.in_channels, SIZE // raw.vae_scale_factor, SIZE // raw.vae_scale_factor)
+    seed_noise = torch.randn(shape, generator=torch.Generator().manual_seed(1234))[0]
+    for index, subseed in enumerate((99, 100)):  # every image keeps the seed; image k uses subseed + k
+        sub_noise = torch.randn(shape, generator=torch.Generator().manual_seed(subseed))[0]
+        latents = slerp(0.3, seed_noise, sub_noise)[None]
+        reference = raw_run(raw, SAMPLERS["Euler"], [1234], latents=latents)
+        assert np.array_equal(pixels(ours.images[index]), pixels(reference[0]))
+        params = parse_infotext(ours.images[index].infotext)
+        assert (params["Seed"], params["Variation seed"], params["Variation seed strength"]) == \
+            ("1234", str(subseed), "0.3")
+    rebuilt = GenerateRequest.from_infotext(ours.images[1].infotext)
+    assert (rebuilt.seed, rebuilt.variation_seed, rebuilt.variation_strength) == (1234, 100, 0.3)
+
+
+def test_slerp_matches_a1111_on_both_branches():
+    from providers.local_run import slerp
+
+    a, b = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(4, 8, 8)
+    mid = slerp(0.5, a, b)
+    # Spherical: the norm along dim 1 stays near the ends' norms, unlike a straight average.
+    assert torch.norm(mid, dim=1).mean() > torch.norm((a + b) / 2, dim=1).mean() * 1.2
+    assert torch.equal(slerp(0.25, a, a * 1.0), a * 0.25 + a * 0.75)  # A1111's near-parallel branch
+
+
+def test_variation_on_img2img_is_ignored_with_a_warning(provider, card):
+    from PIL import Image
+
+    init = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
+    result = provider.generate(request(init_image=init, variation_seed=5, variation_strength=0.5,
+                                       denoising_strength=0.5, batch_size=2), card)
+    assert any("variation seed ignored" in w for w in result.warnings)
+    assert [image.seed for image in result.images] == [1234, 1235]

@@ -202,6 +202,9 @@ def request_from_infotext(text: str, *, include_model: bool = False, **overrides
         fields["cfg_scale"] = read.number("CFG scale", float)
     if "Seed" in res:
         fields["seed"] = read.number("Seed", int)
+    if "Variation seed" in res and "Variation seed strength" in res:
+        fields["variation_seed"] = read.number("Variation seed", int)
+        fields["variation_strength"] = read.number("Variation seed strength", float)
     if "Size-1" in res:
         fields["width"], fields["height"] = read.number("Size-1", int), read.number("Size-2", int)
     if "Clip skip" not in res.defaults_added:
