@@ -9,3 +9,23 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("IMAGEGEN_HOME", str(tmp_path_factory.mktemp("home")))
     monkeypatch.delenv("REPLICATE_API_TOKEN", raising=False)
     monkeypatch.delenv("IMAGEGEN_MODELS_DIR", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster single-threaded, and the machine is shared (local-model tests
+    use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny random-weight SD models of `tests.local_fixtures`, built once per session."""
+    from tests.local_fixtures import tiny_models
+
+    return tiny_models(tmp_path_factory)

@@ -16,7 +16,9 @@ from imagegen.settings import Settings  # noqa: E402
 from providers.local import LocalProvider  # noqa: E402
 from providers.local_configs import config_dir_for, packaged_configs  # noqa: E402
 from providers.local_pipeline import checkpoint_family  # noqa: E402
-from tests.local_fixtures import _vae_state, export_single_file, raw_pipeline, tiny_models  # noqa: E402
+from tests.local_fixtures import _vae_state, export_single_file, raw_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Published parameter counts of the real models (diffusers/transformers model cards and papers).
 PARAMS = {
@@ -24,19 +26,6 @@ PARAMS = {
     ("sdxl", "unet"): 2_567_463_684, ("sdxl", "vae"): 83_653_863, ("sdxl", "text_encoder"): 123_060_480,
     ("sdxl", "text_encoder_2"): 694_659_840,
 }
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

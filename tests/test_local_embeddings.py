@@ -17,22 +17,11 @@ from imagegen.settings import Settings  # noqa: E402
 from providers.local import LocalProvider  # noqa: E402
 from providers.local_embeddings import find_embeddings, mentioned, read_vectors  # noqa: E402
 from providers.local_prompt import tokenize_weighted  # noqa: E402
-from tests.local_fixtures import HIDDEN, raw_pipeline, tiny_models  # noqa: E402
+from tests.local_fixtures import HIDDEN, raw_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE, STEPS = 64, 3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return tiny_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

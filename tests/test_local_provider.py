@@ -14,24 +14,12 @@ from imagegen.request import GenerateRequest, HiresFix, LoraRef  # noqa: E402
 from imagegen.result import read_infotext  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
 from providers.local import LocalProvider  # noqa: E402
-from tests.local_fixtures import raw_pipeline, tiny_models  # noqa: E402
+from tests.local_fixtures import raw_pipeline  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SIZE = 64
 STEPS = 3
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny models run faster single-threaded, and the machine is shared.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    return tiny_models(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
