@@ -26,7 +26,7 @@ COLOUR_PROMPTS = [
     ("an orange square on a green background", "orange", "green"),
     ("a purple circle on a white background", "purple", "white"),
 ]
-FOREGROUND_FLOOR, BACKGROUND_FLOOR = 6, 7  # the shipped model gets 8 and 8
+FOREGROUND_FLOOR, BACKGROUND_FLOOR, SHAPE_FLOOR = 6, 7, 4  # the shipped model gets 8, 8 and 5
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +75,16 @@ def test_same_seed_gives_same_pixels_and_another_seed_differs(pipe):
     assert not np.array_equal(a, c)
 
 
-def test_fixed_prompts_get_their_colours_well_above_chance(pipe):
-    # Chance is 1 in 8 per colour. These floors catch a model that stopped listening to the
-    # prompt; the measured held-out accuracy comes from benchmarks/eval_demo.py.
+def test_fixed_prompts_get_their_colours_and_shapes_well_above_chance(pipe):
+    # Chance is 1 in 8 per colour and 1 in 6 per shape. These floors catch a model that stopped
+    # listening to the prompt; the measured held-out accuracy comes from benchmarks/eval_demo.py.
     images = _generate(pipe, [p for p, _, _ in COLOUR_PROMPTS], seed=100)
     seen = [read_image(im) for im in images]
     foreground = sum(s.colour == fg for (_, fg, _), s in zip(COLOUR_PROMPTS, seen))
     background = sum(s.background == bg for (_, _, bg), s in zip(COLOUR_PROMPTS, seen))
+    shapes = sum(s.shape is not None and s.shape in prompt for (prompt, _, _), s in zip(COLOUR_PROMPTS, seen))
     assert foreground >= FOREGROUND_FLOOR and background >= BACKGROUND_FLOOR, seen
+    assert shapes >= SHAPE_FLOOR, seen
 
 
 def test_demo_model_runs_offline_through_the_local_adapter(monkeypatch):
@@ -163,6 +165,7 @@ def test_training_script_runs_end_to_end_into_a_loadable_pipeline(tmp_path):
     spec = importlib.util.spec_from_file_location("train_demo", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--out", str(tmp_path), "--vae-steps", "2", "--unet-steps", "2", "--batch", "2", "--save-every", "0"])
+    module.main(["--out", str(tmp_path), "--vae-steps", "2", "--unet-steps", "2", "--decoder-steps", "2",
+                 "--batch", "2", "--save-every", "0"])
     loaded = StableDiffusionPipeline.from_pretrained(tmp_path, local_files_only=True)
     assert loaded.vae.config.scaling_factor != 0.18215  # measured on the data, not the SD default

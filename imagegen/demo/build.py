@@ -13,7 +13,8 @@ from imagegen.demo.shapes import CAPTION_WORDS, IMAGE_SIZE
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MODEL_MAX_LENGTH = 77  # what SD pipelines and A1111 prompt chunking expect
-VAE_SCALE = 2  # 64 px images <-> 32 px latents
+VAE_SCALE = 4  # 64 px images <-> 16 px latents: a quarter of the UNet work of 32 px latents
+UNET_CHANNELS = (32, 64, 64)
 TEXT_HIDDEN = 64
 
 # The SD 1.x scheduler settings, so every A1111 sampler can be built from this config.
@@ -69,7 +70,7 @@ def build_tokenizer_files(folder: Path) -> None:
     }, indent=2))
 
 
-def build_pipeline(folder: Path, seed: int = 0):
+def build_pipeline(folder: Path, seed: int = 0, unet_channels: tuple[int, ...] = UNET_CHANNELS):
     """Create the untrained components, save them under ``folder`` and return the pipeline."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
@@ -88,13 +89,13 @@ def build_pipeline(folder: Path, seed: int = 0):
     ))
     vae = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
-        block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(16, 32, 64), layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
         norm_num_groups=8, sample_size=IMAGE_SIZE, mid_block_add_attention=False,
     )
     unet = UNet2DConditionModel(
         sample_size=IMAGE_SIZE // VAE_SCALE, in_channels=4, out_channels=4,
-        block_out_channels=(32, 64, 64), layers_per_block=1,
+        block_out_channels=unet_channels, layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=TEXT_HIDDEN, attention_head_dim=4, norm_num_groups=16,
