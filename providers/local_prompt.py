@@ -111,12 +111,11 @@ class PromptEncoder:
             pairs = [(t, e) for t, e in [(pipe.tokenizer, pipe.text_encoder),
                                          (pipe.tokenizer_2, pipe.text_encoder_2)] if e is not None]
         parts, pooled = [], None
-        runs = None
-        if self.embeddings is not None and self.embeddings.vectors:
-            text = self.embeddings.expand(text)
+        embeddings = self.embeddings if self.embeddings is not None and self.embeddings.vectors else None
+        if embeddings is not None:
+            text = embeddings.expand(text)
         for index, (tokenizer, encoder) in enumerate(pairs):
-            if self.embeddings is not None and self.embeddings.vectors:
-                runs = self.embeddings.runs(tokenizer)
+            runs = embeddings.runs(tokenizer) if embeddings is not None else None
             chunks = tokenize_weighted(tokenizer, text, runs)
             zs = []
             for number, chunk in enumerate(chunks):
