@@ -50,6 +50,7 @@ class ImageGen:
         self.spent_usd = 0.0
         self._reserved_usd = 0.0  # estimates of calls in flight, so concurrent calls share the budget
         self.usage: dict[str, dict[str, float]] = {}  # card id -> {"images", "cost_usd", "calls"}
+        self._finetune_charges: dict[str, tuple[str, float]] = {}  # job id -> (trainer, USD counted)
 
     # -- catalog ---------------------------------------------------------------------
 
@@ -256,10 +257,20 @@ class ImageGen:
         self.record_spend(candidate.card.id, result.cost_usd, images=len(result.images))
         return result
 
-    def record_spend(self, card_id: str, cost_usd: float, images: int = 0) -> None:
-        """Count one paid call against the budget and in `usage`."""
+    def record_spend(self, card_id: str, cost_usd: float, images: int = 0, calls: int = 1) -> None:
+        """Count a paid call (or, with ``calls=0``, a correction to one) against the budget and in `usage`."""
         self.spent_usd += cost_usd
         usage = self.usage.setdefault(card_id, {"calls": 0, "images": 0, "cost_usd": 0.0})
-        usage["calls"] += 1
+        usage["calls"] += calls
         usage["images"] += images
         usage["cost_usd"] += cost_usd
+
+    def charge_finetune(self, job_id: str, trainer: str, cost_usd: float, *, settle: bool = False) -> None:
+        """Count a training this client started: its estimate at the start, then (``settle``) the
+        actual cost once known. Settling a job this client did not start does nothing."""
+        if settle and job_id not in self._finetune_charges:
+            return
+        _, counted = self._finetune_charges.get(job_id, (trainer, None))
+        if counted != cost_usd:
+            self.record_spend(f"replicate:{trainer}", cost_usd - (counted or 0.0), calls=int(counted is None))
+            self._finetune_charges[job_id] = (trainer, cost_usd)

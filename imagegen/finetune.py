@@ -84,7 +84,7 @@ def start_finetune(client: ImageGen, request: FineTuneRequest | dict[str, Any]) 
         if job.training_id or job.status == "creating":  # created, or may have been: it is paid for
             # The estimate, not the actual: that is known only when the training ends, maybe
             # in another process (`job.cost_usd` has it then).
-            client.record_spend(f"replicate:{request.trainer_ref}", estimate)
+            client.charge_finetune(job.id, request.trainer_ref, estimate)
     return job
 
 
@@ -402,6 +402,8 @@ class FineTuneJob:
             changes["version"] = output.get("version") or self._record.version
             changes["weights_url"] = output.get("weights") or self._record.weights_url
         self._record = self._store.db.update(self.id, **changes) or self._reload()
+        if self._store.client is not None and self._record.actual_usd is not None:
+            self._store.client.charge_finetune(self.id, self.trainer, self._record.actual_usd, settle=True)
         if status == "succeeded" and self._record.card_json is None:
             self._finish()
 

@@ -173,6 +173,22 @@ def test_started_trainings_count_against_the_budget(fake, home, photos):
     assert len(fake.requests) == sent  # refused before any upload
 
 
+def test_the_estimate_is_replaced_by_the_actual_cost_once_known(fake, home, photos):
+    gen = make_gen(fake, home, budget_usd=10.0)
+    job = gen.finetune(request(photos, steps=1000))
+    job.wait(timeout=30, poll_interval=0.05)
+    assert job.cost_is_actual and job.cost_usd != pytest.approx(job.estimate_usd)
+    assert gen.spent_usd == pytest.approx(job.cost_usd)
+    usage = gen.usage_by_provider["replicate"]
+    assert usage["calls"] == 1 and usage["cost_usd"] == pytest.approx(job.cost_usd)
+    job.refresh()  # settling twice changes nothing
+    assert gen.spent_usd == pytest.approx(job.cost_usd)
+    second = gen.finetune(request(photos, steps=1000, destination="fake-user/second"))
+    other = make_gen(fake, home, budget_usd=10.0)  # another client finishing a job pays nothing
+    other.job(second.id).wait(timeout=30, poll_interval=0.05)
+    assert other.job(second.id).cost_is_actual and other.spent_usd == 0.0
+
+
 def test_a_refused_create_is_not_charged_and_a_lost_answer_is(fake, home, photos):
     gen = make_gen(fake, home, budget_usd=10.0)
     fake.fail_next("429", on="create")
