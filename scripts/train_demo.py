@@ -78,8 +78,8 @@ def warmup_cosine(opt, steps: int, warmup: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train_vae(vae, rng: random.Random, steps: int, batch: int, log, decoder_only: bool = False) -> float:
-    """Fit the autoencoder; returns the latent scaling factor (1 / latent std).
+def train_vae(vae, rng: random.Random, steps: int, batch: int, log, decoder_only: bool = False) -> None:
+    """Fit the autoencoder.
 
     ``decoder_only`` sharpens the decoder with the encoder frozen: the latent space, and so a
     UNet trained on it, stay valid."""
@@ -105,6 +105,10 @@ def train_vae(vae, rng: random.Random, steps: int, batch: int, log, decoder_only
         if step % 50 == 0 or step == steps - 1:
             log(f"{'decoder' if decoder_only else 'vae'} step {step} loss {loss.item():.5f}")
     vae.requires_grad_(False).eval()
+
+
+def latent_scaling(vae, rng: random.Random) -> float:
+    """The latent scaling factor: 1 / the std of the encoder's latents over 256 samples."""
     with torch.no_grad():
         latents = torch.cat([vae.encode(to_tensor(training_batch(rng, 64)[0])).latent_dist.mean for _ in range(4)])
     return float(1.0 / latents.std())
@@ -210,7 +214,8 @@ def main(argv=None) -> None:
         pipe.vae = AutoencoderKL.from_pretrained(args.vae_from / "vae", local_files_only=True)
         log(f"vae from {args.vae_from}, scaling_factor {pipe.vae.config.scaling_factor:.4f}")
     else:
-        scaling = train_vae(pipe.vae, rng, args.vae_steps, 16, log)
+        train_vae(pipe.vae, rng, args.vae_steps, 16, log)
+        scaling = latent_scaling(pipe.vae, rng)
         pipe.vae.register_to_config(scaling_factor=scaling)
         log(f"vae scaling_factor {scaling:.4f}")
     pipe.vae.requires_grad_(False).eval()
