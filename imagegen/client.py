@@ -50,7 +50,7 @@ class ImageGen:
         self.spent_usd = 0.0
         self._reserved_usd = 0.0  # estimates of calls in flight, so concurrent calls share the budget
         self.usage: dict[str, dict[str, float]] = {}  # card id -> {"images", "cost_usd", "calls"}
-        self._finetune_charges: dict[str, tuple[str, float]] = {}  # job id -> (trainer, USD counted)
+        self._finetune_charges: dict[str, float] = {}  # job id -> USD counted in spent_usd
 
     # -- catalog ---------------------------------------------------------------------
 
@@ -270,7 +270,7 @@ class ImageGen:
         actual cost once known. Settling a job this client did not start does nothing."""
         if settle and job_id not in self._finetune_charges:
             return
-        _, counted = self._finetune_charges.get(job_id, (trainer, None))
+        counted = self._finetune_charges.get(job_id)
         if counted != cost_usd:
             self.record_spend(f"replicate:{trainer}", cost_usd - (counted or 0.0), calls=int(counted is None))
-            self._finetune_charges[job_id] = (trainer, cost_usd)
+            self._finetune_charges[job_id] = cost_usd
