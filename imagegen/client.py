@@ -210,6 +210,8 @@ class ImageGen:
         if not request.seed_fixed:
             # Resolved once, so a fallback draws the same images and the result can say which seed.
             request = request.model_copy(update={"seed": random.randint(0, SEED_MAX)})
+        if request.variation_strength > 0 and request.variation_seed in (None, -1):
+            request = request.model_copy(update={"variation_seed": random.randint(0, SEED_MAX)})
         return request, decision, decision.candidates[: policy.max_attempts]
 
     def _provider(self, card: ModelCard) -> Provider:

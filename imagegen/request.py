@@ -317,7 +317,7 @@ class RequestNeeds(NamedTuple):
     cfg_scale: bool
     steps: int | None
     output_format: str
-    variation: bool = False  # a variation seed with a strength above 0
+    variation: bool  # a variation seed with a strength above 0
 
 
 def parse_aspect_ratio(value: str) -> tuple[int, int]:

@@ -206,6 +206,7 @@ class LocalProvider(BaseProvider):
         if request.variation_strength > 0 and init is not None:
             warnings.append("variation seed ignored: it applies to txt2img only")
         elif request.variation_strength > 0:
+            # The client resolves a random variation seed, as it does the seed; a direct call here.
             variation = request.variation_seed
             if variation is None or variation == -1:
                 variation = random.randint(0, SEED_MAX)

@@ -99,6 +99,15 @@ def test_check_warnings_reach_the_result():
     assert any("variation seed ignored" in w for w in result.warnings)
 
 
+def test_a_random_variation_seed_is_resolved_once_like_the_seed():
+    flaky = PaintProvider("flaky", 0.001, fail=1)
+    steady = PaintProvider("steady", 0.01)
+    ImageGen(providers=[flaky, steady]).generate(GenerateRequest(prompt="x", variation_strength=0.5))
+    first, second = flaky.calls[0], steady.calls[0]  # the fallback asks with the same seeds
+    assert first.variation_seed is not None and first.variation_seed != -1
+    assert (second.seed, second.variation_seed) == (first.seed, first.variation_seed)
+
+
 def test_budget_refuses_before_the_provider_is_called():
     provider = PaintProvider(price=0.04)
     gen = ImageGen(providers=[provider], budget_usd=0.10)
