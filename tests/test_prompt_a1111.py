@@ -104,6 +104,46 @@ def test_old_scheduling_reads_numbers_below_one_as_fractions():
     assert prompt_schedule("a [b:0.3]", 10, use_old_scheduling=True) == [(3, "a "), (10, "a b")]
 
 
+# WebUI 1.10's grammar reads the step as lark's SIGNED_NUMBER (ASCII digits, optional sign); the
+# expected values follow its collect_steps/at_step: a step below 1 adds no boundary, and every
+# step is then past it.
+@pytest.mark.parametrize(("prompt", "steps", "expected"), [
+    ("[a:-3]", 10, [(10, "a")]),
+    ("x [:+1] y", 10, [(1, "x  y"), (10, "x  y")]),
+    ("[a:b:+0.5]", 10, [(5, "a"), (10, "b")]),
+    ("[a:b:-0.5]", 10, [(10, "b")]),
+    ("c [a:b: -1e1 ]", 10, [(10, "c b")]),
+    ("[a:b:+2]", 10, [(2, "a"), (10, "b")]),
+])
+def test_signed_numbers_schedule_as_in_webui(prompt, steps, expected):
+    assert prompt_schedule(prompt, steps) == expected
+
+
+def test_signed_numbers_in_the_hires_pass():
+    assert prompt_schedule("[a:b:+15]", 10, hires_steps=20) == [(5, "a"), (20, "b")]
+    assert prompt_schedule("[a:b:-1.5]", 10, hires_steps=20) == [(20, "b")]
+
+
+@pytest.mark.parametrize("prompt", [
+    "[a:b:5] x\\",          # a lone trailing backslash
+    "[a:b:5] x\\\ny",       # a backslash before a newline
+    "[a:b:5] \\\\\\",   # an escaped backslash, then a lone one
+    "[a:b:5] x \\\n",
+])
+def test_a_backslash_that_escapes_nothing_makes_webui_use_the_prompt_as_written(prompt):
+    assert prompt_schedule(prompt, 10) == [(10, prompt)]
+
+
+def test_escaped_backslashes_and_brackets_still_schedule():
+    assert prompt_schedule("[a:b:5] x\\\\", 10) == [(5, "a x\\\\"), (10, "b x\\\\")]
+    assert prompt_schedule("[a:b:5] \\[x\\]", 10) == [(5, "a \\[x\\]"), (10, "b \\[x\\]")]
+
+
+@pytest.mark.parametrize("prompt", ["[a:b:\uff15]", "[a:b:\u0665]", "[a:\u0969]", "x [a:b:1\u0660] y"])
+def test_non_ascii_digits_are_plain_text(prompt):
+    assert prompt_schedule(prompt, 10) == [(10, prompt)]
+
+
 def test_prompt_at_step_walks_the_schedule():
     schedule = prompt_schedule("a [b:c:3]", 10)
     assert [prompt_at_step(schedule, step) for step in (1, 3, 4, 10)] == ["a b", "a b", "a c", "a c"]

@@ -4,6 +4,9 @@
 `get_learned_conditioning_prompt_schedules` for one prompt: a list of (end_step, text) that a
 sampler applies step by step. A prompt that does not fit the grammar is used as-is for every
 step, as in A1111.
+
+Numbers follow lark's ``SIGNED_NUMBER`` as WebUI imports it: an optional sign and ASCII digits
+only (``[a:-3]``, ``[a:b:+0.5]``; ``[a:b:５]`` is plain text).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_NUMBER = re.compile(r"\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*\]")
+_NUMBER = re.compile(r"\s*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*\]")
 _SPECIAL = "[]():|"
 
 
@@ -166,6 +169,8 @@ def prompt_schedule(
         int_offset, float_offset, total = 0, 0.0, steps
     else:
         int_offset, float_offset, total = steps, 1.0, hires_steps
+    if not _lexable(prompt):
+        return [(total, prompt)]
     try:
         nodes = _Parser(prompt).top()
     except (_NoMatch, RecursionError):
@@ -188,6 +193,18 @@ def prompt_schedule(
     if alternates:
         ends.update(range(1, total + 1))
     return [(end, _text_at(nodes, end)) for end in sorted(ends)]
+
+
+def _lexable(text: str) -> bool:
+    """Whether every backslash escapes a character on its line. WebUI's `plain` token is
+    ``\\.`` for an escape, and ``.`` matches no newline, so a backslash at the very end or before
+    a newline fails the whole parse (and WebUI then uses the prompt as written)."""
+    index = text.find("\\")
+    while index != -1:
+        if index + 1 == len(text) or text[index + 1] == "\n":
+            return False
+        index = text.find("\\", index + 2)
+    return True
 
 
 def prompt_at_step(schedule: list[tuple[int, str]], step: int) -> str:
