@@ -28,9 +28,9 @@ def _raw_call(pipe, scheduler_choice, seed, steps, size, prompt):
 def compare(provider, card, raw, *, steps: int, size: int, repeats: int, sampler: str = "Euler a") -> dict:
     """Median wall time of both paths, interleaved so machine noise hits both alike."""
     import numpy as np
+    from imagegen.providers.local._schedulers import choose_scheduler
 
     from imagegen.request import GenerateRequest
-    from providers.local_schedulers import choose_scheduler
 
     prompt = "a red cat on a hill"
     request = GenerateRequest(prompt=prompt, seed=7, steps=steps, width=size, height=size, sampler=sampler)
@@ -56,8 +56,9 @@ def compare(provider, card, raw, *, steps: int, size: int, repeats: int, sampler
 
 
 def cold_vs_warm(settings, card_ref: str, *, steps: int, size: int) -> dict:
+    from imagegen.providers.local import LocalProvider
+
     from imagegen.request import GenerateRequest
-    from providers.local import LocalProvider
 
     provider = LocalProvider(settings)
     card = provider.card_for(card_ref)
@@ -73,9 +74,9 @@ def cold_vs_warm(settings, card_ref: str, *, steps: int, size: int) -> dict:
 
 def tiny_benchmark(repeats: int) -> None:
     import torch
+    from imagegen.providers.local import LocalProvider
 
     from imagegen.settings import Settings
-    from providers.local import LocalProvider
     from tests.local_fixtures import build_all, raw_pipeline
 
     torch.set_num_threads(1)
@@ -101,11 +102,11 @@ def cuda_benchmark(repeats: int) -> None:
     """SD 1.5-size UNet/VAE/CLIP (random weights from the packaged configs), 512 px, fp16."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from imagegen.providers.local import LocalProvider
+    from imagegen.providers.local._configs import config_dir_for
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     from imagegen.settings import Settings
-    from providers.local import LocalProvider
-    from providers.local_configs import config_dir_for
 
     root = Path(tempfile.mkdtemp(prefix="bench_local_sd15_"))
     configs = config_dir_for("sd15", root / "home")

@@ -13,10 +13,11 @@ import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from imagegen.providers.replicate import ReplicateProvider
+
 from imagegen.request import GenerateRequest
 from imagegen.settings import Settings
 from imagegen.testing import FakeReplicate
-from providers.replicate import ReplicateProvider
 
 MODEL = "black-forest-labs/flux-schnell"
 

@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from imagegen.providers.base import BaseProvider, CheckResult  # noqa: E402
+
 from imagegen import GenerateRequest, ModelCard, Price  # noqa: E402
 from imagegen.catalog import Capabilities, CatalogData, Elo  # noqa: E402
 from imagegen.router import RoutePolicy, Router  # noqa: E402
-from providers.base import BaseProvider, CheckResult  # noqa: E402
 
 GOAL_US = 50.0
 

@@ -19,7 +19,7 @@ from .router import Candidate, RouteDecision, RoutePolicy, Router
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from providers.base import ProgressCallback, Provider
+    from imagegen.providers.base import ProgressCallback, Provider
 
     from .result import GenerateResult
 

@@ -223,7 +223,7 @@ def finetune_card(version: str, *, trigger_word: str, trainer: str, job_id: str,
     """The card of a trained version ``owner/name:<version>``: ``base`` (the Replicate
     provider's card for it) marked as a fine-tune, with its trigger word in the notes."""
     if base is None:
-        from providers.replicate_models import finetune_card as provider_card
+        from imagegen.providers.replicate._schemas import finetune_card as provider_card
 
         base = provider_card(version)
         if base is None:

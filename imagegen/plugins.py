@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from providers.base import Provider
+    from imagegen.providers.base import Provider
 
     from .settings import Settings
 

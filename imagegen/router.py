@@ -20,7 +20,7 @@ from .errors import NoRouteError
 from .health import Health, provider_key
 
 if TYPE_CHECKING:
-    from providers.base import CheckResult, Provider
+    from imagegen.providers.base import CheckResult, Provider
 
     from .request import GenerateRequest, RequestNeeds
 

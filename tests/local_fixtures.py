@@ -36,7 +36,7 @@ def tiny_models(tmp_path_factory) -> TinyModels:
 
 
 def _bytes_to_unicode() -> dict[int, str]:
-    from providers.local_configs import _bytes_to_unicode
+    from imagegen.providers.local._configs import _bytes_to_unicode
 
     return _bytes_to_unicode()
 

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import pytest
+from imagegen.providers.base import BaseProvider, CheckResult, check_capabilities
 from PIL import Image
 
 from imagegen import (
@@ -21,7 +22,6 @@ from imagegen import (
     ProviderError,
 )
 from imagegen.catalog import Capabilities
-from providers.base import BaseProvider, CheckResult, check_capabilities
 
 
 class PaintProvider(BaseProvider):
@@ -189,7 +189,7 @@ def test_provider_found_through_an_entry_point(tmp_path, monkeypatch):
     pkg.write_text(textwrap.dedent("""
         from PIL import Image
         from imagegen import GeneratedImage, GenerateResult, ModelCard
-        from providers.base import BaseProvider
+        from imagegen.providers.base import BaseProvider
 
         class Plugin(BaseProvider):
             name = "plugin"
@@ -215,7 +215,7 @@ def test_provider_found_through_an_entry_point(tmp_path, monkeypatch):
 
 
 def test_import_imagegen_loads_no_heavy_modules():
-    code = ("import sys, imagegen, imagegen.client, providers.base\n"
+    code = ("import sys, imagegen, imagegen.client, imagegen.providers.base\n"
             "print([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr

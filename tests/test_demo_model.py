@@ -88,7 +88,7 @@ def test_fixed_prompts_get_their_colours_and_shapes_well_above_chance(pipe):
 
 
 def test_demo_model_runs_offline_through_the_local_adapter(monkeypatch):
-    pytest.importorskip("providers.local")
+    pytest.importorskip("imagegen.providers.local")
     from imagegen import GenerateRequest, ImageGen
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -337,8 +337,9 @@ def test_job_record_holds_no_secret(fake, gen, photos):
 # -- the trained version in use ----------------------------------------------------------------
 
 def test_trained_version_generates_images_and_is_a_routable_model(fake, home, photos):
+    from imagegen.providers.replicate import ReplicateProvider
+
     from imagegen import RoutePolicy, Settings
-    from providers.replicate import ReplicateProvider
 
     settings = Settings(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home)
     gen = ImageGen(providers=[ReplicateProvider(settings)], settings=settings)

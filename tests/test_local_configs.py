@@ -10,12 +10,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local import LocalProvider  # noqa: E402
+from imagegen.providers.local._configs import config_dir_for, packaged_configs  # noqa: E402
+from imagegen.providers.local._pipeline import checkpoint_family  # noqa: E402
+
 from imagegen.errors import ModelLoadError  # noqa: E402
 from imagegen.request import GenerateRequest  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
-from providers.local import LocalProvider  # noqa: E402
-from providers.local_configs import config_dir_for, packaged_configs  # noqa: E402
-from providers.local_pipeline import checkpoint_family  # noqa: E402
 from tests.local_fixtures import _vae_state, export_single_file, raw_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -129,7 +130,7 @@ def test_importing_the_provider_does_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, imagegen, providers.local, providers.openpose; "
+    code = ("import sys, imagegen, imagegen.providers.local, imagegen.providers.local._openpose; "
             "print([m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -10,13 +10,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local import LocalProvider  # noqa: E402
+from imagegen.providers.local._embeddings import find_embeddings, mentioned, read_vectors  # noqa: E402
+from imagegen.providers.local._prompt import tokenize_weighted  # noqa: E402
+
 from imagegen.errors import ModelLoadError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
 from imagegen.request import GenerateRequest  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
-from providers.local import LocalProvider  # noqa: E402
-from providers.local_embeddings import find_embeddings, mentioned, read_vectors  # noqa: E402
-from providers.local_prompt import tokenize_weighted  # noqa: E402
 from tests.local_fixtures import HIDDEN, raw_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")

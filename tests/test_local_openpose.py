@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from providers.openpose import COLORS, PoseError, render_pose
+from imagegen.providers.local._openpose import COLORS, PoseError, render_pose
 
 # COCO-18 ids: 0 nose, 1 neck, 2 r-shoulder, 3 r-elbow, 4 r-wrist, 5 l-shoulder, 8 r-hip, 11 l-hip
 JOINTS = {0: (100, 20), 1: (100, 60), 2: (60, 60), 3: (40, 120), 4: (30, 180), 5: (140, 60),

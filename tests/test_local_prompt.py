@@ -7,7 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from providers.local_prompt import PromptEncoder, PromptPlan, tokenize_weighted  # noqa: E402
+from imagegen.providers.local._prompt import PromptEncoder, PromptPlan, tokenize_weighted  # noqa: E402
+
 from tests.local_fixtures import raw_pipeline, tiny_models  # noqa: E402
 
 

@@ -8,12 +8,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local import LocalProvider  # noqa: E402
+
 from imagegen.errors import CancelledError, ConfigError, ModelLoadError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
 from imagegen.request import GenerateRequest, HiresFix, LoraRef  # noqa: E402
 from imagegen.result import read_infotext  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
-from providers.local import LocalProvider  # noqa: E402
 from tests.local_fixtures import raw_pipeline  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -355,7 +356,7 @@ def test_the_client_routes_local_references_to_this_provider(provider):
 
 
 def test_demo_card_is_listed_only_when_the_demo_model_is_installed(provider):
-    from providers.local import DEMO_DIR
+    from imagegen.providers.local._provider import DEMO_DIR
 
     ids = [c.id for c in provider.models()]
     if (DEMO_DIR / "model_index.json").is_file():
@@ -406,7 +407,7 @@ def test_variation_strength_1_is_the_variation_seeds_own_image(provider, card):
 
 
 def test_variation_equals_diffusers_given_a1111_slerp_noise(provider, card, raw):
-    from providers.local_run import slerp
+    from imagegen.providers.local._run import slerp
 
     ours = provider.generate(request(seed=1234, variation_seed=99, variation_strength=0.3, batch_count=2), card)
     shape = (1, raw.unet.config.in_channels, SIZE // raw.vae_scale_factor, SIZE // raw.vae_scale_factor)
@@ -424,7 +425,7 @@ def test_variation_equals_diffusers_given_a1111_slerp_noise(provider, card, raw)
 
 
 def test_slerp_matches_a1111_on_both_branches():
-    from providers.local_run import slerp
+    from imagegen.providers.local._run import slerp
 
     a, b = torch.randn(4, 8, 8, generator=torch.Generator().manual_seed(1)), torch.randn(4, 8, 8)
     mid = slerp(0.5, a, b)

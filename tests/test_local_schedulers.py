@@ -6,8 +6,9 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local._schedulers import choose_scheduler  # noqa: E402
+
 from imagegen.samplers import SAMPLERS  # noqa: E402
-from providers.local_schedulers import choose_scheduler  # noqa: E402
 
 
 @pytest.mark.parametrize(("sampler", "schedule", "cls", "flags"), [
@@ -72,8 +73,7 @@ def test_schedule_flag_table_matches_the_installed_diffusers():
     import inspect
 
     import diffusers
-
-    from providers.local_schedulers import _SCHEDULE_FLAG_NAMES, SAMPLER_SPECS, _init_params
+    from imagegen.providers.local._schedulers import _SCHEDULE_FLAG_NAMES, SAMPLER_SPECS, _init_params
 
     classes = {spec.scheduler for spec in SAMPLER_SPECS.values()} | {"DPMSolverSinglestepScheduler"}
     for name in classes:
@@ -85,7 +85,7 @@ def test_routing_a_local_card_does_not_import_diffusers(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom providers.local_schedulers import choose_scheduler\n"
+    code = ("import sys\nfrom imagegen.providers.local._schedulers import choose_scheduler\n"
             "choose_scheduler('DPM++ 2M', 'Karras'); choose_scheduler('Euler a', 'Karras')\n"
             "print('diffusers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

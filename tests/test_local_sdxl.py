@@ -8,10 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local import LocalProvider  # noqa: E402
+from imagegen.providers.local._prompt import PromptEncoder  # noqa: E402
+
 from imagegen.request import GenerateRequest  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
-from providers.local import LocalProvider  # noqa: E402
-from providers.local_prompt import PromptEncoder  # noqa: E402
 from tests.local_fixtures import build_sdxl_pipeline  # noqa: E402
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+from imagegen.providers.replicate import CallPolicy, ReplicateProvider
+
 from imagegen.request import GenerateRequest
 from imagegen.settings import Settings
 from imagegen.testing import FakeReplicate, Faults
-from providers.replicate import CallPolicy, ReplicateProvider
 
 GENERATIONS = 200
 

@@ -8,14 +8,10 @@ import io
 
 import httpx
 import pytest
-from PIL import Image
-
-from imagegen.catalog import ModelCard
-from imagegen.errors import ProviderError
-from imagegen.request import GenerateRequest
-from providers.replicate import _Run
-from providers.replicate_files import fetch_output
-from providers.replicate_io import (
+from imagegen.providers.replicate._downloads import fetch_output
+from imagegen.providers.replicate._provider import _Run
+from imagegen.providers.replicate._schemas import MODELS, Target
+from imagegen.providers.replicate._session import (
     _LAST_ERROR,
     CallPolicy,
     ClaimedIds,
@@ -24,8 +20,12 @@ from providers.replicate_io import (
     made_by,
     outputs_complete,
 )
-from providers.replicate_models import MODELS, Target
-from providers.replicate_translate import plan_request
+from imagegen.providers.replicate._translate import plan_request
+from PIL import Image
+
+from imagegen.catalog import ModelCard
+from imagegen.errors import ProviderError
+from imagegen.request import GenerateRequest
 
 
 class _Refusal(Exception):
@@ -106,7 +106,7 @@ def _png() -> bytes:
 
 
 def _run_for(output_format: str) -> _Run:
-    from providers.replicate_models import official_cards
+    from imagegen.providers.replicate._schemas import official_cards
 
     card: ModelCard = next(c for c in official_cards() if c.model.endswith("flux-dev"))
     request = GenerateRequest(prompt="a fox", output_format=output_format)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import pytest
+from imagegen.providers.replicate import CallPolicy, ReplicateProvider
 
 from imagegen.client import ImageGen
 from imagegen.errors import CancelledError, ConfigError, ProviderError, UnknownOutcomeError
@@ -13,7 +14,6 @@ from imagegen.request import GenerateRequest, LoraRef
 from imagegen.settings import Settings
 from imagegen.testing import FakeReplicate
 from imagegen.testing._images import requested_size_of
-from providers.replicate import CallPolicy, ReplicateProvider
 
 FAST = dict(poll_initial_s=0.02, poll_max_s=0.05, get_backoff_s=0.01, reconcile_delay_s=0.01)
 

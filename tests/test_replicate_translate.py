@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from imagegen.providers.replicate import ReplicateProvider
+from imagegen.providers.replicate._provider import NO_TOKEN
+from imagegen.providers.replicate._schemas import MODELS, finetune_card
+from imagegen.providers.replicate._translate import plan_request
 
 from imagegen.request import GenerateRequest, LoraRef
 from imagegen.settings import Settings
-from providers.replicate import NO_TOKEN, ReplicateProvider
-from providers.replicate_models import MODELS, finetune_card
-from providers.replicate_translate import plan_request
 
 VERSION = "a" * 64
 
@@ -160,9 +161,10 @@ def test_finetune_version_gets_a_card_priced_per_h100_second(provider):
 
 
 def test_a1111_syntax_is_flattened_for_flux_with_warnings():
+    from imagegen.providers.replicate._schemas import official_cards
+    from imagegen.providers.replicate._translate import plan_request
+
     from imagegen import GenerateRequest, ModelCard
-    from providers.replicate_models import official_cards
-    from providers.replicate_translate import plan_request
 
     card = next(c for c in official_cards() if c.id.endswith("flux-dev"))
     plan = plan_request(GenerateRequest(prompt="a cat, (fluffy:1.3) BREAK [old] box", seed=1), card)
@@ -172,9 +174,10 @@ def test_a1111_syntax_is_flattened_for_flux_with_warnings():
 
 
 def test_style_raw_turns_on_ultra_raw_mode_and_other_mj_options_warn():
+    from imagegen.providers.replicate._schemas import official_cards
+    from imagegen.providers.replicate._translate import plan_request
+
     from imagegen import GenerateRequest
-    from providers.replicate_models import official_cards
-    from providers.replicate_translate import plan_request
 
     cards = {c.model.split("/")[-1]: c for c in official_cards()}
     request = GenerateRequest.from_midjourney("a fox --style raw --s 300 --seed 2")

@@ -4,12 +4,12 @@ card, Elo sources, ties, cooldown and learned latency."""
 import random
 
 import pytest
+from imagegen.providers.base import BaseProvider
 from pydantic import ValidationError
 
 from imagegen import GenerateRequest, ModelCard, NoRouteError, Price
 from imagegen.catalog import Capabilities, CatalogData, Elo
 from imagegen.router import DEMO_NOTICE, RoutePolicy, Router
-from providers.base import BaseProvider
 
 
 class TableProvider(BaseProvider):

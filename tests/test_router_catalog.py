@@ -85,8 +85,9 @@ def test_elo_for_uses_the_family_prior_for_local_cards_only(tmp_path):
     ("cost", "flux-schnell"), ("quality", "flux-1.1-pro"), ("speed", "flux-schnell"),
 ])
 def test_routing_over_the_shipped_flux_cards(strategy, expected):
+    from imagegen.providers.base import BaseProvider
+
     from imagegen import GenerateRequest
-    from providers.base import BaseProvider
 
     class Cloud(BaseProvider):
         name = "replicate"
@@ -97,9 +98,10 @@ def test_routing_over_the_shipped_flux_cards(strategy, expected):
 
 
 def test_the_replicate_adapter_routes_over_the_shipped_cards():
+    from imagegen.providers.replicate import ReplicateProvider
+
     from imagegen import GenerateRequest, ImageGen
     from imagegen.settings import Settings
-    from providers.replicate import ReplicateProvider
 
     gen = ImageGen(providers=[ReplicateProvider(Settings(replicate_api_token="r8_not_used"))],
                    router=Router())
@@ -113,8 +115,9 @@ def test_the_replicate_adapter_routes_over_the_shipped_cards():
 
 
 def test_a_user_table_under_home_changes_how_cards_are_routed(tmp_path):
+    from imagegen.providers.base import BaseProvider
+
     from imagegen import GenerateRequest
-    from providers.base import BaseProvider
 
     class Cloud(BaseProvider):
         name = "replicate"

@@ -2,16 +2,16 @@
 `check` and `estimate_cost` give, for the shipped providers and for third-party ones."""
 
 import pytest
+from imagegen.providers.base import BaseProvider, CheckResult
+from imagegen.providers.local import LocalProvider
+from imagegen.providers.replicate import ReplicateProvider
+from imagegen.providers.replicate._schemas import finetune_card
 
 from imagegen import GenerateRequest, ModelCard, NoRouteError, Price
 from imagegen.catalog import Capabilities, CatalogData
 from imagegen.request import ImageInput
 from imagegen.router import RoutePolicy, Router
 from imagegen.settings import Settings
-from providers.base import BaseProvider, CheckResult
-from providers.local import LocalProvider
-from providers.replicate import ReplicateProvider
-from providers.replicate_models import finetune_card
 
 REQUESTS = [
     GenerateRequest(prompt="a boat"),

@@ -4,11 +4,11 @@ import random
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagegen.providers.base import BaseProvider
 
 from imagegen import GenerateRequest, ModelCard, NoRouteError, Price
 from imagegen.catalog import Capabilities, CatalogData, Elo
 from imagegen.router import RoutePolicy, Router
-from providers.base import BaseProvider
 
 
 class TableProvider(BaseProvider):

@@ -4,6 +4,7 @@ after a possibly-paid unknown outcome, cooldown, learned latency, budget and usa
 import asyncio
 
 import pytest
+from imagegen.providers.base import BaseProvider
 from PIL import Image
 
 from imagegen import (
@@ -20,7 +21,6 @@ from imagegen import (
 )
 from imagegen.catalog import Capabilities, CatalogData
 from imagegen.router import DEMO_NOTICE, RoutePolicy, Router
-from providers.base import BaseProvider
 
 
 class ScriptedProvider(BaseProvider):

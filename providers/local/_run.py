@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Progress
-from .local_prompt import PromptEncoder, PromptPlan
-from .local_schedulers import SchedulerChoice
-from .local_upscale import is_latent, target_size, upscale_images, upscale_latents
+from ..base import Progress
+from ._prompt import PromptEncoder, PromptPlan
+from ._schedulers import SchedulerChoice
+from ._upscale import is_latent, target_size, upscale_images, upscale_latents
 
 
 @dataclass

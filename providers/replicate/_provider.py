@@ -20,9 +20,11 @@ from imagegen.errors import ConfigError, ProviderError
 from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
-from .base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
-from .replicate_files import fetch_output
-from .replicate_io import (
+from ..base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
+from ._downloads import fetch_output
+from ._loop import LoopThread
+from ._schemas import REPLICATE_TO_FORMAT, finetune_card, official_cards, target_for
+from ._session import (
     TERMINAL,
     CallPolicy,
     ClaimedIds,
@@ -31,9 +33,7 @@ from .replicate_io import (
     outputs_complete,
     start_request_count,
 )
-from .replicate_loop import LoopThread
-from .replicate_models import REPLICATE_TO_FORMAT, finetune_card, official_cards, target_for
-from .replicate_translate import Plan, PlannedPrediction, plan_request
+from ._translate import Plan, PlannedPrediction, plan_request
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard

@@ -22,9 +22,9 @@ from imagegen.prompt.a1111 import extract_extra_networks
 from imagegen.prompt.translate import unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
-from .base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
-from .local_embeddings import find_embeddings, mentioned
-from .local_files import (
+from ..base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
+from ._embeddings import find_embeddings, mentioned
+from ._files import (
     addnet_hash,
     file_hash,
     find_checkpoints,
@@ -33,7 +33,7 @@ from .local_files import (
     resolve_lora,
     resolve_vae,
 )
-from .local_schedulers import choose_scheduler
+from ._schedulers import choose_scheduler
 
 if TYPE_CHECKING:
     from imagegen.request import GenerateRequest, RequestNeeds
@@ -72,7 +72,7 @@ class LocalProvider(BaseProvider):
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
-        from .local_pipeline import PipelineCache
+        from ._pipeline import PipelineCache
 
         self.cache = PipelineCache()
         self._upscalers: dict[str, Any] = {}
@@ -97,7 +97,7 @@ class LocalProvider(BaseProvider):
         path = resolve_checkpoint(model, self.settings.models_dir)
         if path is None:
             return None
-        from .local_pipeline import checkpoint_family
+        from ._pipeline import checkpoint_family
 
         return _card(model, checkpoint_family(path), "user", path.name)
 
@@ -135,9 +135,9 @@ class LocalProvider(BaseProvider):
                   progress: ProgressCallback | None) -> GenerateResult:
         from imagegen.result import GeneratedImage, GenerateResult
 
-        from .base import Progress
-        from .local_pipeline import pick_device
-        from .local_run import Run
+        from ..base import Progress
+        from ._pipeline import pick_device
+        from ._run import Run
 
         started = time.perf_counter()
         opts = options(request)
@@ -188,7 +188,7 @@ class LocalProvider(BaseProvider):
     def _spec(self, request: GenerateRequest, model: Any, prompt: str, warnings: list[str]) -> tuple[Any, tuple]:
         from PIL import Image
 
-        from .local_run import RunSpec
+        from ._run import RunSpec
 
         base = model.base
         init = request.init_image.to_pil().convert("RGB") if request.init_image is not None else None
@@ -226,7 +226,7 @@ class LocalProvider(BaseProvider):
             spec.control_nets.append(self.cache.controlnet(resolve_controlnet(unit.model, self.settings.models_dir),
                                                            model))
             if unit.pose is not None:
-                from .openpose import render_pose
+                from ._openpose import render_pose
 
                 spec.control_images.append(render_pose(unit.pose, width, height))
             else:

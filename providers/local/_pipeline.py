@@ -15,8 +15,8 @@ from typing import Any
 
 from imagegen.errors import ConfigError, ModelLoadError
 
-from .local_configs import config_dir_for
-from .local_embeddings import Embeddings
+from ._configs import config_dir_for
+from ._embeddings import Embeddings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_a
 
 from imagegen.errors import ProviderError
 
-from .replicate_io import CallPolicy, backoff, describe, transient
+from ._session import CallPolicy, backoff, describe, transient
 
 
 async def fetch_output(http: httpx.AsyncClient, url: str, *, base_url: str,

@@ -36,7 +36,7 @@ from tenacity import (
 
 from imagegen.errors import ProviderError, UnknownOutcomeError
 
-from .replicate_models import Target
+from ._schemas import Target
 
 TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 _POOL_SIZE = 16  # connections per pool

@@ -15,7 +15,7 @@ from imagegen.catalog import ModelCard
 from imagegen.prompt.translate import to_flux, unsupported_midjourney_options
 from imagegen.request import GenerateRequest, parse_aspect_ratio
 
-from .replicate_models import (
+from ._schemas import (
     FORMAT_TO_REPLICATE,
     FluxModel,
     Target,
