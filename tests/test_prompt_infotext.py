@@ -85,8 +85,8 @@ def test_a_last_line_with_fewer_than_three_params_is_prompt_text():
 
 def test_old_first_pass_size_becomes_hires_resize():
     res = parse_infotext("x\nSteps: 20, Sampler: Euler, Size: 1024x1024, First pass size: 512x512")
-    assert (res["Size-1"], res["Size-2"], res["Hires resize-1"], res["Hires resize-2"]) == (
-        "512", "512", "1024", "1024")
+    # ints, as WebUI's restore_old_hires_fix_params leaves them
+    assert (res["Size-1"], res["Size-2"], res["Hires resize-1"], res["Hires resize-2"]) == (512, 512, 1024, 1024)
 
 
 def test_docstring_example_maps_to_a_request():

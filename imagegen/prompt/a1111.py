@@ -135,29 +135,53 @@ def extract_extra_networks(text: str, warnings: list[str] | None = None) -> tupl
 
 
 def _lora(match: re.Match, args: str, warnings: list[str] | None, lora_cls: type) -> LoraRef:
-    """`<lora:name[:te[:unet[:dyn]]]>`, with `te=`/`unet=`/`dyn=` named forms."""
-    positional: list[str] = []
-    named: dict[str, str] = {}
-    for item in args.split(":"):
-        key, sep, value = item.partition("=")
-        if sep and key.strip() in ("te", "unet", "dyn"):
-            named[key.strip()] = value.strip()
-        else:
-            positional.append(item)
-    name = positional[0].strip() if positional else ""
+    """`<lora:name[:te[:unet[:dyn]]]>`; an item `key=value` is named (`te=`, `unet=`, `dyn=`)."""
+    name, te, unet, named = _lora_args(args)
     if not name:
         raise PromptSyntaxError(f"LoRA tag {match.group(0)!r} has no name", column=match.start() + 1,
                                 token=match.group(0))
-    te = named.get("te", positional[1] if len(positional) > 1 else "1")
-    unet = named.get("unet", positional[2] if len(positional) > 2 else None)
     weight = _tag_number(te, match)
     if unet is not None and _tag_number(unet, match) != weight and warnings is not None:
         warnings.append(f"{match.group(0)!r}: a separate UNet weight is not supported; using {weight:g}")
+    unknown = [key for key in named if key not in ("te", "unet", "dyn")]
+    if unknown and warnings is not None:
+        warnings.append(f"{match.group(0)!r}: {', '.join(k + '=' for k in unknown)} not supported; ignored")
     low, high = LORA_WEIGHT_RANGE
     if not low <= weight <= high:
         raise PromptSyntaxError(f"LoRA weight {weight:g} in {match.group(0)!r} is outside {low:g}..{high:g}",
                                 column=match.start() + 1, token=match.group(0))
     return lora_cls(name=name, weight=weight)
+
+
+def _lora_args(args: str) -> tuple[str, str, str | None, dict[str, str]]:
+    """(name, te weight text, unet weight text or None, named items), as WebUI's
+    `ExtraNetworkParams` splits them: an item with exactly one `=` is named."""
+    positional: list[str] = []
+    named: dict[str, str] = {}
+    for item in args.split(":"):
+        parts = item.split("=")
+        if len(parts) == 2:
+            named[parts[0].strip()] = parts[1].strip()
+        else:
+            positional.append(item)
+    # WebUI reads the first item as the name and the second as the weight. A LoRA named by a URL
+    # or a Windows path holds ':' itself, so when the second item is no number (where WebUI would
+    # fail) the name runs on up to the first item that is one.
+    cut = 1
+    if len(positional) > 2 and not _is_number(positional[1]):
+        cut = next((i for i in range(2, len(positional)) if _is_number(positional[i])), 1)
+    name = ":".join(positional[:cut]).strip()
+    te = named.get("te", positional[cut] if len(positional) > cut else "1")
+    unet = named.get("unet", positional[cut + 1] if len(positional) > cut + 1 else None)
+    return name, te, unet, named
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _tag_number(text: str, match: re.Match) -> float:
@@ -173,4 +197,6 @@ def _tag_number(text: str, match: re.Match) -> float:
 
 
 def lora_tag(name: str, weight: float) -> str:
-    return f"<lora:{name}:{_short(weight)}>"
+    """`<lora:name:weight>`, with the weight written exactly (it reads back as the same float)."""
+    text = repr(float(weight))
+    return f"<lora:{name}:{text[:-2] if text.endswith('.0') else text}>"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PromptSyntaxError
-from .a1111 import extract_extra_networks, lora_tag, parse_prompt_attention
+from .a1111 import LORA_KINDS, extract_extra_networks, lora_tag, parse_prompt_attention
 
 if TYPE_CHECKING:
     from ..request import GenerateRequest
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 _IMAGE_SIZE = re.compile(r"^(\d+)x(\d+)$")
 _NEGATIVE = "Negative prompt:"
+_EXTRA_NETWORK_TAG = re.compile(r"([ \t]*)(<(\w+):[^>]+>)")
 
 # Keys A1111 fills in when an infotext lacks them (parse_generation_parameters, 1.10).
 _DEFAULTS: tuple[tuple[str, Any], ...] = (
@@ -48,7 +49,10 @@ class InfotextParams(dict):
 
 
 def split_infotext(text: str) -> tuple[str, str, list[tuple[str, str]]]:
-    """(prompt, negative prompt, [(key, value)...]) with quoted values unquoted, nothing added."""
+    """(prompt, negative prompt, [(key, value)...]) with quoted values unquoted, nothing added.
+
+    As in WebUI, a key with an empty value (`Clip skip: ,`) is left out, and empty lines before
+    any text of the prompt or the negative prompt are dropped."""
     *lines, last = text.strip().split("\n")
     if len(_PARAM.findall(last)) < 3:  # A1111's test for "this line holds the parameters"
         lines.append(last)
@@ -61,8 +65,11 @@ def split_infotext(text: str) -> tuple[str, str, list[tuple[str, str]]]:
         if line.startswith(_NEGATIVE):
             in_negative = True
             line = line[len(_NEGATIVE):].strip()
-        (negative if in_negative else prompt).append(line)
-    pairs = [(key, _unquote(value)) for key, value in _PARAM.findall(last)]
+        target = negative if in_negative else prompt
+        if target or line:  # WebUI joins with "\n" only once the text is non-empty
+            target.append(line)
+    # WebUI reads `v[0]` of each value inside a try, so an empty value is skipped.
+    pairs = [(key, _unquote(value)) for key, value in _PARAM.findall(last) if value]
     return "\n".join(prompt), "\n".join(negative), pairs
 
 
@@ -77,19 +84,24 @@ def _unquote(value: str) -> str:
 
 def parse_infotext(text: str) -> InfotextParams:
     """The A1111 dict: "Prompt", "Negative prompt", every key (unknown ones kept), `WxH` split
-    into "<key>-1"/"<key>-2", and A1111's defaults for missing keys."""
+    into "<key>-1"/"<key>-2", A1111's defaults for missing keys, and the back-compat flags its
+    `Version` implies (WebUI 1.10 `parse_generation_parameters`, with default settings)."""
     prompt, negative, pairs = split_infotext(text)
     res = InfotextParams(Prompt=prompt)
     res["Negative prompt"] = negative
     for key, value in pairs:
+        if key in ("Prompt", "Negative prompt"):
+            continue  # WebUI sets both from the text above the parameter line, after reading it
         size = _IMAGE_SIZE.match(value)
         if size:
             res[f"{key}-1"], res[f"{key}-2"] = size.group(1), size.group(2)
         else:
             res[key] = value
+    added: list[str] = []
+    _clear_hires_prompts_equal_to_prompt(res, added)
     if "Hypernet" in res:
         res["Prompt"] += f"<hypernet:{res['Hypernet']}:{res.get('Hypernet strength', '1.0')}>"
-    added = [key for key, _ in _DEFAULTS if key not in res]
+    added += [key for key, _ in _DEFAULTS if key not in res]
     for key, value in _DEFAULTS:
         res.setdefault(key, value)
     _restore_old_hires_fix(res)
@@ -99,8 +111,92 @@ def parse_infotext(text: str) -> InfotextParams:
     if "Emphasis" not in res and _uses_emphasis(prompt, negative):
         res["Emphasis"] = "Original"
         added.append("Emphasis")
+    _backcompat(res, added)
     res.defaults_added = frozenset(added)
     return res
+
+
+def _clear_hires_prompts_equal_to_prompt(res: InfotextParams, added: list[str]) -> None:
+    """WebUI (after 1.8.0-139, or with no readable version) reads a hires prompt that equals
+    the prompt as '' ("use the same prompt"); so for the hires negative prompt."""
+    if "Hires prompt" not in res and "Hires negative prompt" not in res:
+        return
+    version = parse_version(res.get("Version"))
+    if version is not None and not version > _V180_HR_STYLES:
+        return
+    for key, main in (("Hires prompt", "Prompt"), ("Hires negative prompt", "Negative prompt")):
+        if key not in res:
+            added.append(key)
+        res[key] = "" if res.get(key, res[main]) == res[main] else res[key]
+
+
+# -- Version back-compat (WebUI 1.10 modules/infotext_versions.py) ----------------------------
+
+_PEP440 = re.compile(
+    r"v?(?:(?P<epoch>[0-9]+)!)?(?P<release>[0-9]+(?:\.[0-9]+)*)"
+    r"(?:[-_.]?(?P<pre_l>alpha|a|beta|b|preview|pre|c|rc)[-_.]?(?P<pre_n>[0-9]+)?)?"
+    r"(?:-(?P<post_n1>[0-9]+)|[-_.]?(?P<post_l>post|rev|r)[-_.]?(?P<post_n2>[0-9]+)?)?"
+    r"(?:[-_.]?(?P<dev_l>dev)[-_.]?(?P<dev_n>[0-9]+)?)?"
+    r"(?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?",
+    re.IGNORECASE,
+)
+_PRE_LETTERS = {"alpha": "a", "a": "a", "beta": "b", "b": "b", "c": "rc", "pre": "rc", "preview": "rc", "rc": "rc"}
+_BELOW, _ABOVE = (0,), (2,)  # sort before / after any (1, value)
+
+
+def parse_version(text: Any) -> tuple | None:
+    """A sort key for an infotext `Version` the way WebUI compares them (`packaging.version`
+    after cutting `v1.7.0-225-g1234abc` to `v1.7.0-225`), or None when it is not a version."""
+    if not isinstance(text, str):
+        return None
+    cut = re.match(r"([^-]+-[^-]+)-.*", text)
+    match = _PEP440.fullmatch((cut.group(1) if cut else text).strip())
+    if match is None:
+        return None
+    release = [int(part) for part in match["release"].split(".")]
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    post_n = match["post_n1"] or match["post_n2"]
+    has_post = match["post_n1"] is not None or match["post_l"] is not None
+    if match["pre_l"]:
+        pre: tuple = (1, _PRE_LETTERS[match["pre_l"].lower()], int(match["pre_n"] or 0))
+    elif match["dev_l"] and not has_post:
+        pre = _BELOW
+    else:
+        pre = _ABOVE
+    post = (1, int(post_n or 0)) if has_post else _BELOW
+    dev = (1, int(match["dev_n"] or 0)) if match["dev_l"] else _ABOVE
+    local = _BELOW
+    if match["local"]:
+        local = (1, tuple((1, int(p), "") if p.isdigit() else (0, 0, p.lower())
+                          for p in re.split(r"[-_.]", match["local"])))
+    return (int(match["epoch"] or 0), tuple(release), pre, post, dev, local)
+
+
+_V160 = parse_version("1.6.0")
+_V170_TSNR = parse_version("v1.7.0-225")
+_V180 = parse_version("1.8.0")
+_V180_HR_STYLES = parse_version("1.8.0-139")
+
+
+def _backcompat(res: InfotextParams, added: list[str]) -> None:
+    """The settings WebUI turns on to reproduce images of older versions."""
+    version = parse_version(res.get("Version"))
+    if version is None:
+        return
+    flags = []
+    if version < _V160 and "[" in res.get("Prompt", ""):
+        flags.append("Old prompt editing timelines")
+    if version < _V160 and res.get("Sampler", "") in ("DDIM", "PLMS"):
+        flags.append("Pad conds v0")
+    if version < _V170_TSNR:
+        flags.append("Downcast alphas_cumprod")
+    if version < _V180 and res.get("Refiner"):
+        flags.append("Refiner switch by sampling steps")
+    for key in flags:
+        if key not in res:
+            added.append(key)
+        res[key] = True
 
 
 def _uses_emphasis(prompt: str, negative: str) -> bool:
@@ -112,28 +208,36 @@ def _uses_emphasis(prompt: str, negative: str) -> bool:
 
 
 def _restore_old_hires_fix(res: InfotextParams) -> None:
-    """Pre-1.0 infotexts give `First pass size`; the final size was the hires target."""
+    """Pre-1.0 infotexts give `First pass size`; the final size was the hires target.
+    The sizes become ints, as WebUI's `restore_old_hires_fix_params` leaves them."""
     first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
     if first_w is None or first_h is None:
         return
-    sizes = (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h)
-    if any(len(str(size)) > 7 for size in sizes):
+    sizes = [_size(value) for value in (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h)]
+    if None in sizes:
         return  # not an image size A1111 could have written
-    width, height, first_w, first_h = (int(size) for size in sizes)
+    width, height, first_w, first_h = sizes
     if width * height == 0:
         return  # not an image size A1111 could have written
     if first_w == 0 or first_h == 0:  # A1111's old automatic first pass of about 512x512
         scale = math.sqrt(512 * 512 / (width * height))
         first_w, first_h = math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
-    res["Size-1"], res["Size-2"] = str(first_w), str(first_h)
-    res["Hires resize-1"], res["Hires resize-2"] = str(width), str(height)
+    res["Size-1"], res["Size-2"] = first_w, first_h
+    res["Hires resize-1"], res["Hires resize-2"] = width, height
+
+
+def _size(value: Any) -> int | None:
+    text = str(value)
+    return int(text) if len(text) <= 7 and text.isdecimal() else None
 
 
 def quote(value: Any) -> str:
-    """A1111's quoting: values with `,` `:` or a newline become JSON strings. A value that
-    starts with `"` is quoted too, so that it cannot read back as a quoted string."""
+    """A1111's quoting: values with `,` `:` or a newline become JSON strings. So do values that
+    would not read back as written: one that starts with `"`, an empty one (WebUI skips it) and
+    one with space at either end (the parameter line drops it). WebUI reads all of them back."""
     text = _value_text(value)
-    if "," not in text and "\n" not in text and ":" not in text and not text.startswith('"'):
+    plain = text and text == text.strip() and not text.startswith('"')
+    if plain and "," not in text and "\n" not in text and ":" not in text:
         return text
     return json.dumps(text, ensure_ascii=False)
 
@@ -180,9 +284,9 @@ def request_from_infotext(text: str, *, include_model: bool = False, **overrides
     from ..samplers import split_sampler
 
     res = parse_infotext(text)
-    prompt, loras = extract_extra_networks(res["Prompt"])
+    prompt, loras = _without_extra_networks(res["Prompt"])
     fields: dict[str, Any] = {
-        "prompt": _tidy(prompt) or res["Prompt"],
+        "prompt": prompt or res["Prompt"],
         "negative_prompt": res["Negative prompt"],
         "loras": loras,
     }
@@ -202,8 +306,9 @@ def request_from_infotext(text: str, *, include_model: bool = False, **overrides
         fields["cfg_scale"] = read.number("CFG scale", float)
     if "Seed" in res:
         fields["seed"] = read.number("Seed", int)
-    if "Variation seed" in res and "Variation seed strength" in res:
+    if "Variation seed" in res:  # WebUI pastes each of the two on its own
         fields["variation_seed"] = read.number("Variation seed", int)
+    if "Variation seed strength" in res:
         fields["variation_strength"] = read.number("Variation seed strength", float)
     if "Size-1" in res:
         fields["width"], fields["height"] = read.number("Size-1", int), read.number("Size-2", int)
@@ -246,9 +351,9 @@ def _hires(res: InfotextParams, read: _Reader) -> dict[str, Any] | None:
     hires: dict[str, Any] = {}
     if "Hires upscale" in res:
         hires["scale"] = read.number("Hires upscale", float)
-    if resized:
-        hires["resize_width"] = read.number("Hires resize-1", int)
-        hires["resize_height"] = read.number("Hires resize-2", int)
+    if resized:  # `Hires resize: 1024x0`: WebUI derives the 0 side from the aspect ratio
+        hires["resize_width"] = read.number("Hires resize-1", int) or None
+        hires["resize_height"] = read.number("Hires resize-2", int) or None
     if "Hires steps" in res:
         hires["steps"] = read.number("Hires steps", int)
     if "Hires upscaler" in res:
@@ -258,9 +363,26 @@ def _hires(res: InfotextParams, read: _Reader) -> dict[str, Any] | None:
     return hires
 
 
-def _tidy(text: str) -> str:
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+def _without_extra_networks(text: str) -> tuple[str, list]:
+    """The prompt without its `<lora:...>` (and other extra-network) tags, and the LoRAs.
+
+    A tag goes with the spaces before it, so text written as `prompt <lora:a:1>` reads back as
+    `prompt`; lines it leaves empty-ended are stripped, the rest of the text is kept as written."""
+    loras: list = []
+
+    def found(match: re.Match) -> str:
+        loras.extend(extract_extra_networks(match.group(2))[1])
+        return ""
+
+    cleaned, count = _EXTRA_NETWORK_TAG.subn(found, text)
+    if not count:
+        return text, loras
+    return "\n".join(line.strip() for line in cleaned.split("\n")).strip(), loras
+
+
+# What WebUI 1.10 uses when a request leaves a field to the backend: its txt2img defaults.
+WEBUI_DEFAULTS: dict[str, Any] = {"Steps": 20, "Sampler": "DPM++ 2M", "Schedule type": "Automatic",
+                                  "CFG scale": 7, "Seed": -1}
 
 
 def infotext_from_request(
@@ -276,38 +398,44 @@ def infotext_from_request(
     version: str | None = None,
 ) -> str:
     """The infotext A1111 would write for ``request`` (pass the values actually used: the seed
-    of this image, its size, the checkpoint's name and hash)."""
+    of this image, its size, the checkpoint's name and hash).
+
+    Like WebUI, it always writes Steps, Sampler, Schedule type, CFG scale, Seed and Size; a
+    field the request leaves to the backend is written as WebUI's default (`WEBUI_DEFAULTS`),
+    a random seed as -1. LoRAs of ``request.loras`` are written as tags in the prompt: a tag the
+    prompt already has for the same LoRA gets the request's weight, the others are appended."""
     from ..samplers import split_sampler
 
-    tags = " ".join(lora_tag(lora.name, lora.weight) for lora in request.loras
-                    if f"<lora:{lora.name}:" not in request.prompt)
-    prompt = f"{request.prompt} {tags}" if tags else request.prompt
-    sampler = schedule = None
+    prompt = _with_lora_tags(request.prompt, request.loras)
+    sampler, schedule = WEBUI_DEFAULTS["Sampler"], None
     if request.sampler:
         sampler, schedule = split_sampler(request.sampler)
-        schedule = request.scheduler or schedule
+    schedule = request.scheduler or schedule or WEBUI_DEFAULTS["Schedule type"]
     if width is None or height is None:
-        if request.width and request.height:
-            width, height = request.width, request.height
-        elif request.aspect_ratio or request.width or request.height:
-            width, height = request.size()
+        width, height = request.size()
+    if seed is None:
+        seed = request.seed if request.seed_fixed else WEBUI_DEFAULTS["Seed"]
+    variation = request.variation_strength > 0
+    variation_seed = request.variation_seed if request.variation_seed is not None else -1
     hires = request.hires
     params: dict[str, Any] = {
-        "Steps": request.steps,
+        "Steps": request.steps if request.steps is not None else WEBUI_DEFAULTS["Steps"],
         "Sampler": sampler,
-        "Schedule type": schedule if sampler else None,
-        "CFG scale": request.cfg_scale,
-        "Seed": seed if seed is not None else (request.seed if request.seed_fixed else None),
-        "Size": f"{width}x{height}" if width and height else None,
+        "Schedule type": schedule,
+        "CFG scale": request.cfg_scale if request.cfg_scale is not None else WEBUI_DEFAULTS["CFG scale"],
+        "Seed": seed,
+        "Size": f"{width}x{height}",
         "Model hash": model_hash,
         "Model": model_name,
         "VAE": vae_name,
+        "Variation seed": variation_seed if variation else None,
+        "Variation seed strength": request.variation_strength if variation else None,
         "Denoising strength": hires.denoising_strength if hires else request.denoising_strength,
         "Clip skip": request.clip_skip if request.clip_skip and request.clip_skip > 1 else None,
     }
     if hires:
-        if hires.resize_width and hires.resize_height:
-            params["Hires resize"] = f"{hires.resize_width}x{hires.resize_height}"
+        if hires.resize_width or hires.resize_height:
+            params["Hires resize"] = f"{hires.resize_width or 0}x{hires.resize_height or 0}"
         else:
             params["Hires upscale"] = hires.scale
         params["Hires steps"] = hires.steps or None
@@ -317,5 +445,28 @@ def infotext_from_request(
     return format_infotext(params, prompt, request.negative_prompt)
 
 
-__all__ = ["InfotextParams", "format_infotext", "infotext_from_request", "parse_infotext", "quote",
-           "request_from_infotext", "split_infotext"]
+def _with_lora_tags(prompt: str, loras: list) -> str:
+    """``prompt`` with a tag for each LoRA: one already in the prompt takes the LoRA's weight."""
+    weights = {lora.name: lora.weight for lora in loras}
+    present: set[str] = set()
+
+    def reweigh(match: re.Match) -> str:
+        if match.group(3).lower() not in LORA_KINDS:
+            return match.group(0)
+        try:
+            tagged = extract_extra_networks(match.group(2))[1]
+        except PromptSyntaxError:
+            return match.group(0)
+        if not tagged or tagged[0].name not in weights:
+            return match.group(0)
+        present.add(tagged[0].name)
+        return match.group(1) + lora_tag(tagged[0].name, weights[tagged[0].name])
+
+    if "<" in prompt:
+        prompt = _EXTRA_NETWORK_TAG.sub(reweigh, prompt)
+    tags = " ".join(lora_tag(lora.name, lora.weight) for lora in loras if lora.name not in present)
+    return f"{prompt} {tags}" if tags else prompt
+
+
+__all__ = ["WEBUI_DEFAULTS", "InfotextParams", "format_infotext", "infotext_from_request", "parse_infotext",
+           "parse_version", "quote", "request_from_infotext", "split_infotext"]
