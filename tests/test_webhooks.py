@@ -78,3 +78,68 @@ def test_official_client_accepts_what_sign_webhook_produces():
                "webhook-signature": sign_webhook(SECRET, "msg_1", 1700000000, body)}
     assert Webhooks.validate(headers=headers, body=body,
                              secret=WebhookSigningSecret(key=SECRET)) is None
+
+
+# -- hostile deliveries: always a WebhookVerificationError, never another exception -----------
+
+def test_empty_secret_refuses_to_verify_even_a_delivery_signed_with_it():
+    forged = {"webhook-id": "msg_1", "webhook-timestamp": "1700000000",
+              "webhook-signature": "v1," + __import__("base64").b64encode(
+                  __import__("hmac").new(b"", b"msg_1.1700000000.{}", "sha256").digest()).decode()}
+    for secret in ("", "   ", "whsec_", None):
+        with pytest.raises(WebhookVerificationError, match="secret"):
+            verify_webhook(forged, "{}", secret, tolerance_s=None)
+    with pytest.raises(WebhookVerificationError, match="secret"):
+        sign_webhook("", "msg_1", 1700000000, "{}")
+
+
+def test_huge_timestamp_is_a_verification_error_not_an_overflow():
+    for stamp in ("9" * 400, "9" * 5000, "1e9", "-5", "\u0661\u0662\u0663", "1_000", ""):
+        headers = {**HEADERS, "webhook-timestamp": stamp}
+        with pytest.raises(WebhookVerificationError):
+            verify_webhook(headers, BODY, SECRET, now=TIMESTAMP)
+
+
+def test_non_text_header_values_are_read_or_refused_cleanly():
+    # an int timestamp (as some frameworks hand it over) is read as its digits
+    assert verify_webhook({**HEADERS, "webhook-timestamp": TIMESTAMP}, BODY, SECRET,
+                          now=TIMESTAMP) == {"test": 2432232314}
+    assert verify_webhook({k: v.encode() for k, v in HEADERS.items()}, BODY, SECRET,
+                          now=TIMESTAMP) == {"test": 2432232314}
+    for value in (1.5, ["1"], object(), True):
+        with pytest.raises(WebhookVerificationError, match="webhook-timestamp"):
+            verify_webhook({**HEADERS, "webhook-timestamp": value}, BODY, SECRET, now=TIMESTAMP)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(None, BODY, SECRET)  # type: ignore[arg-type]
+
+
+def test_lone_surrogates_and_non_text_bodies_are_verification_errors():
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook({**HEADERS, "webhook-id": "msg_\ud800"}, BODY, SECRET, now=TIMESTAMP)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(HEADERS, "\udfff", SECRET, now=TIMESTAMP)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook(HEADERS, 12345, SECRET, now=TIMESTAMP)  # type: ignore[arg-type]
+    with pytest.raises(WebhookVerificationError, match="not UTF-8"):
+        verify_webhook(HEADERS, b"\xff\xfe", SECRET, now=TIMESTAMP)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUE = (st.text(max_size=40) | st.integers() | st.binary(max_size=20) | st.none() | st.floats()
+          | st.sampled_from([str(TIMESTAMP), MSG_ID, SIGNATURE, "9" * 400, "v1,", "v1, v2,x"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["webhook-id", "Webhook-Timestamp", "webhook-signature", "x"]),
+                       _VALUE, max_size=4),
+       st.text(max_size=40) | st.binary(max_size=40) | st.just(BODY),
+       st.sampled_from([SECRET, "", "whsec_", "whsec_!!", "c2VjcmV0"]))
+def test_fuzzed_deliveries_end_as_verification_errors(headers, body, secret):
+    try:
+        verify_webhook(headers, body, secret, now=TIMESTAMP)
+    except WebhookVerificationError:
+        return
+    # Accepted: only possible with the real secret over the genuine vector
+    assert secret == SECRET and headers
