@@ -104,7 +104,8 @@ def parse_infotext(text: str) -> InfotextParams:
     added += [key for key, _ in _DEFAULTS if key not in res]
     for key, value in _DEFAULTS:
         res.setdefault(key, value)
-    _restore_old_hires_fix(res)
+    if _restore_old_hires_fix(res):
+        added = [key for key in added if key not in ("Hires resize-1", "Hires resize-2")]
     if res["FP8 weight"] != "Disable" and "Cache FP16 weight for LoRA" not in res:
         res["Cache FP16 weight for LoRA"] = False
         added.append("Cache FP16 weight for LoRA")
@@ -207,23 +208,25 @@ def _uses_emphasis(prompt: str, negative: str) -> bool:
     return any(weight != 1.0 and piece != "BREAK" for piece, weight in fragments)
 
 
-def _restore_old_hires_fix(res: InfotextParams) -> None:
+def _restore_old_hires_fix(res: InfotextParams) -> bool:
     """Pre-1.0 infotexts give `First pass size`; the final size was the hires target.
-    The sizes become ints, as WebUI's `restore_old_hires_fix_params` leaves them."""
+    The sizes become ints, as WebUI's `restore_old_hires_fix_params` leaves them.
+    Whether it applied."""
     first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
     if first_w is None or first_h is None:
-        return
+        return False
     sizes = [_size(value) for value in (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h)]
     if None in sizes:
-        return  # not an image size A1111 could have written
+        return False  # not an image size A1111 could have written
     width, height, first_w, first_h = sizes
     if width * height == 0:
-        return  # not an image size A1111 could have written
+        return False  # not an image size A1111 could have written
     if first_w == 0 or first_h == 0:  # A1111's old automatic first pass of about 512x512
         scale = math.sqrt(512 * 512 / (width * height))
         first_w, first_h = math.ceil(scale * width / 64) * 64, math.ceil(scale * height / 64) * 64
     res["Size-1"], res["Size-2"] = first_w, first_h
     res["Hires resize-1"], res["Hires resize-2"] = width, height
+    return True
 
 
 def _size(value: Any) -> int | None:
