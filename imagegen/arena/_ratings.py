@@ -1,5 +1,5 @@
-"""Your own quality ratings: pairwise votes kept in SQLite under ``settings.home``, rated by
-online Elo and by Bradley–Terry maximum likelihood, with bootstrap confidence intervals.
+"""The maths of your own ratings: online Elo and Bradley–Terry maximum likelihood over pairwise
+battles, bootstrap confidence intervals, and how much a set of votes says about each model.
 
 Formulas follow the arena convention (LMSYS FastChat): ``P(A beats B) = 1 / (1 + 10^((R_B −
 R_A)/400))``, a tie counts half a win for each side, ratings start at / are anchored on 1000.
@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-from .errors import ImageGenError
+from ..errors import ImageGenError
 
 SCALE = 400.0
 BASE = 10.0
@@ -30,18 +27,6 @@ _SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5}
 
 class VoteError(ImageGenError, ValueError):
     """A vote that cannot be recorded (the message names the field)."""
-
-
-@dataclass(frozen=True)
-class Vote:
-    id: int
-    created_at: float
-    prompt: str
-    model_a: str
-    model_b: str
-    winner: Winner
-    image_a: str | None = None  # a path, URL or id of the image shown
-    image_b: str | None = None
 
 
 @dataclass(frozen=True)
@@ -153,80 +138,6 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-# -- the store ---------------------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS votes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    created_at REAL NOT NULL,
-    prompt TEXT NOT NULL,
-    model_a TEXT NOT NULL,
-    model_b TEXT NOT NULL,
-    winner TEXT NOT NULL CHECK (winner IN ('a', 'b', 'tie')),
-    image_a TEXT,
-    image_b TEXT
-)
-"""
-
-
-class Arena:
-    """Pairwise votes in one SQLite file (``<home>/arena.sqlite``)."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    @classmethod
-    def at_home(cls, home: str | Path) -> Arena:
-        return cls(Path(home) / "arena.sqlite")
-
-    def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self.path, timeout=10)
-        connection.execute(_SCHEMA)
-        return connection
-
-    def record_vote(self, prompt: str, model_a: str, model_b: str, winner: str, *,
-                    image_a: str | Path | None = None, image_b: str | Path | None = None) -> Vote:
-        """``winner``: "a", "b", "tie", or the id of the winning model."""
-        if not prompt or not prompt.strip():
-            raise VoteError("prompt must not be empty: a vote records what the images were asked for")
-        if not model_a or not model_b:
-            raise VoteError("model_a and model_b must name the two models compared")
-        if model_a == model_b:
-            raise VoteError(f"model_a and model_b are both {model_a!r}: a vote compares two models")
-        winner = _winner(winner, model_a, model_b)
-        image_a, image_b = (str(i) if i is not None else None for i in (image_a, image_b))
-        created = time.time()
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO votes (created_at, prompt, model_a, model_b, winner, image_a, image_b) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)", (created, prompt, model_a, model_b, winner, image_a, image_b))
-            vote_id = cursor.lastrowid
-        db.close()
-        return Vote(vote_id or 0, created, prompt, model_a, model_b, winner, image_a, image_b)
-
-    def votes(self) -> list[Vote]:
-        if not self.path.exists():
-            return []
-        with self._connect() as db:
-            rows = db.execute("SELECT id, created_at, prompt, model_a, model_b, winner, image_a, image_b "
-                              "FROM votes ORDER BY id").fetchall()
-        db.close()
-        return [Vote(*row) for row in rows]
-
-    def battles(self) -> list[Battle]:
-        return [(v.model_a, v.model_b, _SCORES[v.winner]) for v in self.votes()]
-
-    def ratings(self, *, method: Literal["bt", "elo"] = "bt", rounds: int = 200, seed: int = 0,
-                k: float = 4.0) -> list[Rating]:
-        """Ratings, best first, with 95 % bootstrap intervals (``rounds=0``: no intervals)."""
-        return rate(self.battles(), method=method, rounds=rounds, seed=seed, k=k)
-
-    def ratings_for_router(self) -> dict[str, tuple[float, int]]:
-        """Card id -> (Bradley–Terry rating, games), without intervals (fast)."""
-        return {r.model: (r.rating, r.games) for r in self.ratings(rounds=0)}
-
-
 def rate(battles: Sequence[Battle], *, method: Literal["bt", "elo"] = "bt", rounds: int = 200,
          seed: int = 0, k: float = 4.0) -> list[Rating]:
     if method == "bt":
@@ -251,6 +162,7 @@ def rate(battles: Sequence[Battle], *, method: Literal["bt", "elo"] = "bt", roun
     return sorted(rated, key=lambda r: (-r.rating, r.model))
 
 
+
 def _winner(winner: str, model_a: str, model_b: str) -> Winner:
     if winner in _SCORES:
         return winner  # type: ignore[return-value]
@@ -261,24 +173,84 @@ def _winner(winner: str, model_a: str, model_b: str) -> Winner:
     raise VoteError(f"winner must be 'a', 'b', 'tie' or one of the two model ids, got {winner!r}")
 
 
-# -- module-level shortcuts (what `imagegen arena vote|ratings` calls) ---------------------
+# -- how sure are we? -------------------------------------------------------------------
+
+#: Elo points per natural-log unit of Bradley–Terry strength (400 / ln 10 ≈ 173.7).
+ELO_PER_NAT = SCALE / math.log(BASE)
+
+#: Votes that make a rating "enough": with this many even votes (each worth one game of
+#: information, p(1-p) = 1/4) the 95 % interval of a rating is about ±100 Elo wide
+#: (1.96 × 2 × 173.7 / sqrt(46) = 100.4 → 47 games gives ±99). A 100-point gap is a
+#: 64 % win rate: below this many votes your ratings cannot yet tell a model that wins
+#: two times in three from an even one.
+ENOUGH_VOTES = 47
 
 
-def _arena(home: str | Path | None) -> Arena:
-    if home is None:
-        from .settings import Settings
+def information(battles: Iterable[Battle], fitted: dict[str, float] | None = None) -> dict[str, float]:
+    """Effective games per model: the Fisher information of its Bradley–Terry rating, in units of
+    one even game (an even game counts 1, a game against a much stronger or weaker model less).
 
-        home = Settings().home
-    return Arena.at_home(home)
+    The standard error of a rating is ``2 * ELO_PER_NAT / sqrt(effective games)``; the router's
+    blend weights your rating by this, so lopsided votes count less than close ones.
+    """
+    battles = list(battles)
+    fitted = bradley_terry(battles) if fitted is None else fitted
+    info: dict[str, float] = {m: 0.0 for m in fitted}
+    for a, b, _ in battles:
+        if a == b or a not in fitted or b not in fitted:
+            continue
+        p = expected_score(fitted[a], fitted[b])
+        gain = 4.0 * p * (1.0 - p)
+        info[a] += gain
+        info[b] += gain
+    return info
 
 
-def record_vote(prompt: str, model_a: str, model_b: str, winner: str, *, image_a: str | None = None,
-                image_b: str | None = None, home: str | Path | None = None) -> Vote:
-    """Record one comparison in the arena under ``home`` (default: ``settings.home``)."""
-    return _arena(home).record_vote(prompt, model_a, model_b, winner, image_a=image_a, image_b=image_b)
+def standard_error(effective_games: float) -> float:
+    """Elo standard error of a rating backed by this many effective games (inf for none)."""
+    return math.inf if effective_games <= 0 else 2.0 * ELO_PER_NAT / math.sqrt(effective_games)
 
 
-def ratings(*, home: str | Path | None = None, method: Literal["bt", "elo"] = "bt", rounds: int = 200,
-            seed: int = 0) -> list[Rating]:
-    """Your ratings from every recorded vote, best first, with 95 % bootstrap intervals."""
-    return _arena(home).ratings(method=method, rounds=rounds, seed=seed)
+def blend_weight(effective_games: float, blend_votes: float = 30.0) -> float:
+    """Your rating's weight against the shipped one: precision weighting, where the shipped Elo is
+    taken to be as sure as ``blend_votes`` even games (weight 0.5 there)."""
+    n = max(0.0, effective_games)
+    return n / (n + blend_votes)
+
+
+def win_matrix(battles: Iterable[Battle]) -> dict[tuple[str, str], tuple[float, int]]:
+    """(row, column) -> (row's score against column, games): wins count 1, ties 1/2."""
+    cells: dict[tuple[str, str], list[float]] = {}
+    for a, b, s_a in battles:
+        if a == b:
+            continue
+        for row, col, s in ((a, b, s_a), (b, a, 1.0 - s_a)):
+            cell = cells.setdefault((row, col), [0.0, 0])
+            cell[0] += s
+            cell[1] += 1
+    return {k: (v[0], int(v[1])) for k, v in cells.items()}
+
+
+def least_sure_pair(models: Sequence[str], battles: Sequence[Battle]) -> tuple[str, str] | None:
+    """The pair whose next vote teaches the most: the widest combined uncertainty of the two
+    ratings (standard errors in quadrature, a model with no votes counting as very unsure),
+    weighted by how close the pair is expected to be (a sure win teaches little); among equals,
+    the pair with the fewest head-to-head votes, then by name."""
+    models = sorted(dict.fromkeys(models))
+    if len(models) < 2:
+        return None
+    fitted = bradley_terry(battles)
+    info = information(battles, fitted)
+    head: Counter[tuple[str, str]] = Counter()
+    for a, b, _ in battles:
+        head[(a, b) if a < b else (b, a)] += 1
+
+    def key(pair: tuple[str, str]) -> tuple[float, int, tuple[str, str]]:
+        a, b = pair
+        se = math.hypot(min(standard_error(info.get(a, 0.0)), 1000.0),
+                        min(standard_error(info.get(b, 0.0)), 1000.0))
+        p = expected_score(fitted.get(a, INIT_RATING), fitted.get(b, INIT_RATING))
+        return (-se * 4.0 * p * (1.0 - p), head[pair], pair)
+
+    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+    return min(pairs, key=key)
