@@ -12,7 +12,7 @@ pytest.importorskip("diffusers")
 
 from imagegen.providers.local import LocalProvider  # noqa: E402
 from imagegen.providers.local._configs import config_dir_for, packaged_configs  # noqa: E402
-from imagegen.providers.local._pipeline import checkpoint_family  # noqa: E402
+from imagegen.providers.local._families import checkpoint_family  # noqa: E402
 
 from imagegen.errors import ModelLoadError  # noqa: E402
 from imagegen.request import GenerateRequest  # noqa: E402

@@ -80,7 +80,7 @@ def resolve_controlnet(ref: str, models_dir: Path | None) -> Path:
 
 def find_checkpoints(models_dir: Path | None) -> list[tuple[str, str]]:
     """(name, family) of every readable SD checkpoint in the models dir."""
-    from ._pipeline import checkpoint_family
+    from ._families import checkpoint_family
 
     if models_dir is None or not models_dir.is_dir():
         return []

@@ -72,7 +72,7 @@ class LocalProvider(BaseProvider):
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
-        from ._pipeline import PipelineCache
+        from ._cache import PipelineCache
 
         self.cache = PipelineCache()
         self._upscalers: dict[str, Any] = {}
@@ -97,7 +97,7 @@ class LocalProvider(BaseProvider):
         path = resolve_checkpoint(model, self.settings.models_dir)
         if path is None:
             return None
-        from ._pipeline import checkpoint_family
+        from ._families import checkpoint_family
 
         return _card(model, checkpoint_family(path), "user", path.name)
 
@@ -136,7 +136,7 @@ class LocalProvider(BaseProvider):
         from imagegen.result import GeneratedImage, GenerateResult
 
         from ..base import Progress
-        from ._pipeline import pick_device
+        from ._device import pick_device
         from ._run import Run
 
         started = time.perf_counter()

@@ -1,0 +1,46 @@
+"""The warm cache: the last loaded checkpoint (one at a time: weights are large) and its ControlNets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._device import free_memory
+from ._loading import load_checkpoint, load_controlnet
+from ._model import LoadedModel
+
+
+class PipelineCache:
+    """Keeps the last checkpoint warm (one at a time: SD weights are large)."""
+
+    def __init__(self) -> None:
+        self.model: LoadedModel | None = None
+        self._key: tuple | None = None
+        self.controlnets: dict[str, Any] = {}
+        self.loads = 0  # how many checkpoint loads happened (observable warm-cache behaviour)
+
+    def get(self, path: Path, device: str, dtype: str, *, cpu_offload: bool = False,
+            config: Path | None = None) -> tuple[LoadedModel, float]:
+        """(model, seconds spent loading now; 0.0 when it was warm)."""
+        key = (path.resolve(), device, dtype, cpu_offload, config)
+        if self.model is not None and self._key == key:
+            return self.model, 0.0
+        self.clear()
+        self.model = load_checkpoint(path, device, dtype, cpu_offload=cpu_offload, config=config)
+        self._key = key
+        self.loads += 1
+        return self.model, self.model.load_s
+
+    def controlnet(self, source: Path, model: LoadedModel) -> Any:
+        key = f"{source.resolve()}|{model.device}|{model.dtype}"
+        if key not in self.controlnets:
+            self.controlnets[key] = load_controlnet(source, model)
+        return self.controlnets[key]
+
+    def clear(self) -> None:
+        self.model = None
+        self._key = None
+        self.controlnets.clear()
+        free_memory()
+
+
