@@ -9,6 +9,7 @@
     ├── ProviderError          a backend failed (provider, status, detail)
     │   └── UnknownOutcomeError  a paid call may or may not have been made
     ├── WebhookVerificationError
+    ├── ImageReadError         an image given to imagegen (file or bytes) that cannot be read
     ├── CancelledError         the user stopped a generation
     └── FineTuneError          a dataset or training problem
 
@@ -91,6 +92,10 @@ class UnknownOutcomeError(ProviderError):
 
 class WebhookVerificationError(ImageGenError):
     pass
+
+
+class ImageReadError(ImageGenError):
+    """An image handed to imagegen (a path, bytes, an init image) that is not a readable image."""
 
 
 class CancelledError(ImageGenError):

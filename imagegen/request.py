@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -56,8 +57,24 @@ class ImageInput(_Strict):
         given = [name for name in ("url", "path", "data") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of url, path or data")
-        if self.path is not None and not self.path.is_file():
-            raise ValueError(f"image file not found: {self.path}")
+        if self.path is not None:
+            shown = _shown_path(self.path)
+            try:
+                os.fsencode(self.path)  # a lone surrogate cannot name a file on this system
+                found = self.path.is_file()
+            except (OSError, ValueError) as exc:  # name too long, NUL, undecodable, no access
+                reason = getattr(exc, "strerror", None) or "not a name this system can open"
+                raise ValueError(f"image file cannot be used: {shown} ({reason})") from None
+            if not found:
+                raise ValueError(f"image file not found: {shown}")
+        if self.url is not None and self.url.startswith("data:"):
+            head, comma, payload = self.url.partition(",")
+            if not comma or ";base64" not in head:
+                raise ValueError("a data: URL image must be base64 ('data:image/png;base64,...')")
+            try:
+                base64.b64decode(payload, validate=True)
+            except ValueError:
+                raise ValueError("the data: URL image is not valid base64") from None
         return self
 
     def to_bytes(self) -> bytes:
@@ -73,8 +90,14 @@ class ImageInput(_Strict):
     def to_pil(self) -> Image.Image:
         from PIL import Image
 
-        image = Image.open(io.BytesIO(self.to_bytes()))
-        image.load()
+        from .errors import ImageReadError
+
+        try:
+            image = Image.open(io.BytesIO(self.to_bytes()))
+            image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            what = _shown_path(self.path) if self.path is not None else "the image given"
+            raise ImageReadError(f"{what} is not a readable image ({type(exc).__name__})") from None
         return image
 
     def to_data_url(self) -> str:
@@ -320,14 +343,30 @@ class RequestNeeds(NamedTuple):
     variation: bool  # a variation seed with a strength above 0
 
 
+ASPECT_PART_MAX = 10_000  # "W:H" sides beyond this are typos, and would overflow float sizes
+
+
 def parse_aspect_ratio(value: str) -> tuple[int, int]:
     parts = value.strip().split(":")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"aspect_ratio must look like 'W:H' with positive integers, got {value!r}")
+    # ASCII digits only: str.isdigit() also takes '²' and '١', which int() rejects or misreads.
+    if len(parts) != 2 or not all(p.strip().isascii() and p.strip().isdigit() for p in parts):
+        raise ValueError(f"aspect_ratio must look like 'W:H' with positive integers, got {value[:40]!r}")
+    if any(len(p.strip()) > 6 for p in parts):
+        raise ValueError(f"aspect_ratio sides must be at most {ASPECT_PART_MAX}, got {value[:40]!r}")
     w, h = int(parts[0]), int(parts[1])
     if w <= 0 or h <= 0:
         raise ValueError(f"aspect_ratio parts must be positive, got {value!r}")
+    if w > ASPECT_PART_MAX or h > ASPECT_PART_MAX:
+        raise ValueError(f"aspect_ratio sides must be at most {ASPECT_PART_MAX}, got {value!r}")
     return w, h
+
+
+def _shown_path(path: Path) -> str:
+    """A path for a message: a lone surrogate or control character shown escaped (pydantic
+    cannot carry a lone surrogate in an error, and a terminal should not get raw controls)."""
+    text = str(path)
+    shown = text if text.isprintable() and text.encode("utf-8", "replace").decode() == text else ascii(text)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 
 
 def _round8(value: float) -> int:

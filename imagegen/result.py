@@ -123,15 +123,44 @@ def encode_image(image: Image.Image, format: str, infotext: str = "") -> bytes:
 
 
 def read_infotext(source: bytes | str | Path) -> str | None:
-    """The A1111 parameters text stored in an image (PNG chunk or EXIF UserComment), if any."""
+    """The A1111 parameters text stored in an image (PNG chunk or EXIF UserComment), if any.
+
+    Raises ``ImageReadError`` (naming the file) when the source cannot be read or is not an
+    image; only the metadata is read, never the pixels, so a huge image costs nothing.
+    """
+    from .errors import ImageReadError
+
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, what = bytes(source), "the image bytes"
+    else:
+        what = _shown(source)
+        try:
+            data = Path(source).read_bytes()
+        except (OSError, ValueError) as exc:  # missing, a folder, name too long, a lone surrogate
+            reason = getattr(exc, "strerror", None) or "not a name this system can open"
+            raise ImageReadError(f"{what}: cannot read it ({reason})") from None
+    if not data:
+        raise ImageReadError(f"{what}: empty, not an image")
+    try:
+        return _stored_infotext(data)
+    except Exception as exc:  # noqa: BLE001 - PIL's decoders raise anything on hostile bytes
+        raise ImageReadError(f"{what}: not a readable PNG, JPEG or WebP image "
+                             f"({type(exc).__name__})") from exc
+
+
+def _stored_infotext(data: bytes) -> str | None:
+    import warnings
+
     from PIL import Image
 
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    with Image.open(io.BytesIO(data)) as image:
-        text = image.info.get("parameters")
-        if isinstance(text, str):
-            return text
-        raw = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
+    with warnings.catch_warnings():
+        # Pixels are never decoded (no bomb to fear), and corrupt EXIF is an answer, not a warning.
+        warnings.simplefilter("ignore")
+        with Image.open(io.BytesIO(data)) as image:
+            text = image.info.get("parameters")
+            if isinstance(text, str):
+                return text
+            raw = image.getexif().get_ifd(_EXIF_IFD).get(_EXIF_USER_COMMENT)
     if isinstance(raw, bytes):
         return _decode_user_comment(raw)
     if isinstance(raw, str):
@@ -139,6 +168,10 @@ def read_infotext(source: bytes | str | Path) -> str | None:
     return None
 
 
+def _shown(source: Any) -> str:
+    text = str(source)
+    shown = text if text.isprintable() and text.encode("utf-8", "replace").decode() == text else ascii(text)
+    return shown if len(shown) <= 120 else shown[:117] + "..."
 def _user_comment(text: str) -> bytes:
     # piexif's "unicode" encoding, which A1111 writes: an 8-byte header then UTF-16 (big endian).
     return b"UNICODE\0" + text.encode("utf-16-be")
@@ -149,8 +182,8 @@ def _decode_user_comment(raw: bytes) -> str:
     if header == b"UNICODE\0":
         # Writers differ in byte order; a BOM or the zero bytes of ASCII tell which.
         if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            return body.decode("utf-16")
+            return body.decode("utf-16", errors="replace")
         if len(body) >= 2 and body[0] == 0 and body[1] != 0:
-            return body.decode("utf-16-be")
-        return body.decode("utf-16-le")
+            return body.decode("utf-16-be", errors="replace")
+        return body.decode("utf-16-le", errors="replace")
     return body.decode("utf-8", errors="replace")

@@ -335,6 +335,8 @@ class _Reader:
         self.res = res
 
     def number(self, key: str, kind: type) -> Any:
+        if key not in self.res:  # e.g. `Size-1: 512` written without its `Size-2`
+            raise PromptSyntaxError(f"infotext {key}: missing (its pair is given without it)", token=key)
         value = self.res[key]
         try:
             number = kind(value)
