@@ -15,14 +15,15 @@ from imagegen.prompt.translate import to_flux, to_midjourney, to_sd
 from imagegen.request import GenerateRequest
 
 # Mostly the characters the grammars care about, plus anything at all.
-_SYNTAX = st.text(alphabet="ab c:-\u2014{},\\/.09()[]|<>=\"'\n\t" + "ar v s no iw sref https://x.png BREAK",
+_SYNTAX = st.text(alphabet="ab c:-\u2014\u2013{},\\/.09()[]|<>=\"'\n\t" + "ar v s no iw sref https://x.png BREAK",
                   max_size=60)
 _TEXT = _SYNTAX | st.text(max_size=60)
 _MJ_WORDS = st.lists(st.sampled_from(
     ["a", "cat", "--ar", "16:9", "--v", "7", "6.1", "--niji", "--no", "x,", "y", "::", "::-1", "::2", "{", "}",
      "\\,", ",", "--sref", "random", "--cref", "https://a.com/i.png", "--iw", "2", "--q", "4", "--oref",
      "--repeat", "3", "\u2014s", "100", "--style", "raw", "cute", "--p", "--tile", "--w", "--relax", "--{v",
-     "5,", "niji}", "\\", "\\{", "https://b.com/p.jpg", "(", "[x:2]"]), max_size=14).map(
+     "5,", "niji}", "\\", "\\{", "https://b.com/p.jpg", "(", "[x:2]", "\u2013-ar", "\u2014no", "/imagine",
+     "prompt:", "<https://s.mj.run/a1>", "https://s.mj.run/b2", "<x>"]), max_size=14).map(
     lambda words: "".join(words) if len(words) % 3 == 0 else " ".join(words))
 _FUZZ = settings(max_examples=300, deadline=None)
 

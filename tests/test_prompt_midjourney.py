@@ -228,3 +228,73 @@ def test_request_survives_to_midjourney_and_back(prompt):
 
 def test_expand_prompts_keeps_repeat_on_the_parsed_prompt():
     assert [p.params.repeat for p in expand_prompts("a {b, c} --r 2")] == [2, 2]
+
+
+# -- as Midjourney reads prompts people paste -----------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    "<https://s.mj.run/9mZ5ZfqmDno> <https://s.mj.run/Hd3tRzLkDUI> a woman in red --iw 2 --v 6",
+    "https://s.mj.run/9mZ5ZfqmDno https://s.mj.run/Hd3tRzLkDUI a woman in red --iw 2 --v 6",
+])
+def test_midjourney_short_links_are_image_prompts(text):
+    prompt = parse_midjourney(text)
+    assert prompt.image_prompts == ("https://s.mj.run/9mZ5ZfqmDno", "https://s.mj.run/Hd3tRzLkDUI")
+    assert prompt.parts == (PromptPart("a woman in red"),) and prompt.params.image_weight == 2
+    assert prompt.warnings == ()
+    assert parse_midjourney(render_midjourney(prompt)) == prompt
+
+
+def test_an_angle_bracketed_image_url_is_the_bare_url():
+    prompt = parse_midjourney("<https://cdn.example.com/a.png> a cat --sref <https://s.mj.run/abc>")
+    assert prompt.image_prompts == ("https://cdn.example.com/a.png",)
+    assert prompt.params.sref == (StyleRef("https://s.mj.run/abc"),)
+
+
+def test_other_links_without_an_image_extension_are_still_refused():
+    with pytest.raises(PromptSyntaxError, match="must end in"):
+        parse_midjourney("<https://example.com/page> a cat")
+
+
+def test_repeated_no_is_merged():
+    assert parse_midjourney("a cat --no text --no people, dogs --ar 2:3").params.negative == (
+        "text", "people", "dogs")
+    assert request_from_midjourney("a cat --no text --no people").negative_prompt == "text, people"
+
+
+@pytest.mark.parametrize("text", ["a cat \u2013-ar 9:16 \u2014no dogs", "a cat \u2013ar 9:16 \u2014-no dogs",
+                                  "a cat \u2014ar 9:16 --no dogs"])
+def test_an_en_or_em_dash_before_a_parameter_name_is_two_hyphens(text):
+    prompt = parse_midjourney(text)
+    assert (prompt.parts, prompt.params.aspect, prompt.params.negative) == ((PromptPart("a cat"),), "9:16", ("dogs",))
+
+
+@pytest.mark.parametrize("text", ["a cat \u2013 a dog", "tea\u2014no sugar", "a cat \u2014arrow", "a cat \u2013ish"])
+def test_dashes_in_prose_stay_text(text):
+    assert parse_midjourney(text).parts == (PromptPart(text),)
+
+
+@pytest.mark.parametrize("text", ["/imagine prompt: a cat --ar 16:9", "/imagine prompt:a cat --ar 16:9",
+                                  "  /IMAGINE prompt: a cat --ar 16:9", "/imagine a cat --ar 16:9"])
+def test_a_leading_imagine_command_is_stripped(text):
+    assert request_from_midjourney(text) == request_from_midjourney("a cat --ar 16:9")
+
+
+def test_errors_after_an_imagine_command_count_columns_from_the_text_as_given():
+    with pytest.raises(PromptSyntaxError) as caught:
+        parse_midjourney("/imagine prompt: a cat --zzz")
+    assert caught.value.column == 24 and caught.value.token == "--zzz"
+
+
+def test_imagine_inside_the_text_is_kept():
+    assert parse_midjourney("a sign saying /imagine prompt: x").parts == (PromptPart("a sign saying /imagine prompt: x"),)
+    assert parse_midjourney("/imagined worlds").parts == (PromptPart("/imagined worlds"),)
+
+
+def test_iw_without_an_image_prompt_is_a_warning():
+    prompt = parse_midjourney("a cat --iw 1.5")
+    assert prompt.params.image_weight == 1.5
+    assert prompt.warnings == ("--iw 1.5 has no effect: the prompt starts with no image prompt",)
+    assert request_from_midjourney("a cat --iw 1.5").midjourney.image_weight == 1.5
+    jobs = expand_prompts("a {cat, dog} --iw 1")
+    assert all("no effect" in job.warnings[0] and "in permutation" in job.warnings[0] for job in jobs)

@@ -163,7 +163,6 @@ INVALID = [
     ("a cat --r 3 --relax", "Fast or Turbo", 7, "--r"),
     ("a cat --s 10 --stylize 20", "conflicts with --s", 14, "--stylize"),
     ("a cat --ar 1:1 --ar 2:3", "repeats", 16, "--ar"),
-    ("a cat --iw 1", "image prompts", 7, "--iw"),
     (f"{URL} a cat --iw 2.5 --v 5.2", "up to 2", 35, "--iw"),
     (f"{URL} --sref 1", "needs text", 29, "--sref"),
     ("a cat --no", "needs a value", 7, "--no"),

@@ -18,12 +18,19 @@ from . import midjourney_params as mp
 from .midjourney_rules import check_rules
 from .permutations import MAX_JOBS, escape_permutation_text, expand_permutations
 
-# A parameter starts with `--` (or the em dash Apple keyboards turn it into) after a space.
-_PARAM_START = re.compile(r"(?:^|(?<=\s))(?:--|\u2014)(?=[A-Za-z])")
-_PARAM_TOKEN = re.compile(r"(?:--|\u2014)([A-Za-z][A-Za-z0-9_]*)$")
-_PARAM_LIKE = re.compile(r"(?:--|\u2014)[A-Za-z]")
+# A parameter starts with `--` after a space. An em or en dash (what phones and word processors
+# make of `--`, alone or before one hyphen: `—ar`, `–-ar`) counts as `--` before a parameter name.
+_DASH = "(?:[\u2013\u2014]-?)"
+_NAMES = "|".join(sorted(mp.BY_NAME, key=len, reverse=True))
+_PARAM_START = re.compile(rf"(?:^|(?<=\s))(?:--(?=[A-Za-z])|{_DASH}(?=(?:{_NAMES})(?:\s|$)))", re.IGNORECASE)
+_PARAM_TOKEN = re.compile(rf"(?:--|{_DASH})([A-Za-z][A-Za-z0-9_]*)$")
+_PARAM_LIKE = _PARAM_START
 # Only `--` counts when glued to a word: an em dash there is ordinary prose ("the end—no more").
 _GLUED_PARAM = re.compile(r"--([A-Za-z]+)")
+# Discord's `/imagine` command, as prompts copied from it begin.
+_IMAGINE = re.compile(r"\s*/imagine\b(?:\s+prompt\b)?(?:\s*:)?", re.IGNORECASE)
+# Links Midjourney makes for uploaded images carry no file extension.
+_MJ_SHORT_LINK = re.compile(r"https?://s\.mj\.run/\S+", re.IGNORECASE)
 _TOKEN = re.compile(r"\S+")
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)"
 _WEIGHT_SEP = re.compile(rf"::({_NUMBER})?")
@@ -90,6 +97,8 @@ class MidjourneyPrompt:
     parts: tuple[PromptPart, ...] = ()
     image_prompts: tuple[str, ...] = ()
     params: MidjourneyParams = field(default_factory=MidjourneyParams)
+    # What Midjourney accepts but ignores (`--iw` with no image prompt); not part of equality.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def model_key(self) -> str | None:
@@ -106,6 +115,7 @@ class MidjourneyPrompt:
 
 def parse_midjourney(text: str) -> MidjourneyPrompt:
     """Parse one Midjourney-style prompt; permutation groups must leave a single job."""
+    text = strip_imagine(text)
     jobs = expand_permutations(text)
     if len(jobs) > 1:
         raise PromptSyntaxError(
@@ -114,6 +124,15 @@ def parse_midjourney(text: str) -> MidjourneyPrompt:
             token="{",
         )
     return _parse_job(jobs[0], "")
+
+
+def strip_imagine(text: str) -> str:
+    """``text`` without a leading `/imagine prompt:`; blanked rather than cut, so that error
+    columns still count from the text as given."""
+    match = _IMAGINE.match(text)
+    if match is None:
+        return text
+    return " " * match.end() + text[match.end():]
 
 
 def _fail(where: str, message: str, column: int | None = None, token: str | None = None) -> PromptSyntaxError:
@@ -132,24 +151,32 @@ def _parse_job(text: str, where: str) -> MidjourneyPrompt:
     if not parts and not images:
         raise _fail(where, "the prompt has no text (expected text or image URLs before the parameters)",
                     column=1)
-    params = _check_params(given, parts, images, where)
-    return MidjourneyPrompt(parts=parts, image_prompts=images, params=params)
+    params, warnings = _check_params(given, parts, images, where)
+    return MidjourneyPrompt(parts=parts, image_prompts=images, params=params, warnings=warnings)
 
 
 def _read_image_prompts(text: str, end: int, where: str) -> tuple[tuple[str, ...], int]:
     images: list[str] = []
     position = 0
     for match in _TOKEN.finditer(text, 0, end):
-        token = match.group()
+        token = _unbracket(match.group())
         if not token[:8].lower().startswith(_URL_PREFIX):
             break
         path = token.split("?", 1)[0].split("#", 1)[0].lower()
-        if not path.endswith(mp.IMAGE_EXTENSIONS):
-            raise _fail(where, f"an image prompt URL must end in {', '.join(mp.IMAGE_EXTENSIONS)}; "
-                        f"got {token!r}", column=match.start() + 1, token=token)
+        if not path.endswith(mp.IMAGE_EXTENSIONS) and not _MJ_SHORT_LINK.fullmatch(token):
+            raise _fail(where, f"an image prompt URL must end in {', '.join(mp.IMAGE_EXTENSIONS)} "
+                        f"(or be an s.mj.run link); got {match.group()!r}", column=match.start() + 1,
+                        token=match.group())
         images.append(token)
         position = match.end()
     return tuple(images), position
+
+
+def _unbracket(token: str) -> str:
+    """`<https://...>`, as Discord shows a link it does not preview, is the bare URL."""
+    if len(token) > 2 and token[0] == "<" and token[-1] == ">" and token[1:9].lower().startswith(_URL_PREFIX):
+        return token[1:-1]
+    return token
 
 
 def _read_parts(text: str, start: int, end: int, where: str) -> tuple[PromptPart, ...]:
@@ -196,6 +223,9 @@ def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
                         column=column, token=name_token.group())
         written = name_match.group(1).lower()
         spec = _lookup(written, where, column, name_token.group())
+        if spec.field == "negative" and "negative" in columns:  # Midjourney merges repeated --no
+            given["negative"] += _read_value(spec, written, values, column, where)
+            continue
         if spec.field in columns:
             previous, previous_column = columns[spec.field]
             what = "repeats" if previous == written else f"conflicts with --{previous}"
@@ -313,7 +343,7 @@ _KNOWN_STYLES = {"raw", *mp.STYLE_NIJI5, *mp.STYLE_V4, *mp.STYLE_RANDOM}
 
 
 def _read_reference(spec: mp.ParamSpec, name: str, value: re.Match, where: str) -> Any:
-    token = value.group()
+    token = _unbracket(value.group())
     if spec.kind == "urls":
         if not token.lower().startswith(_URL_PREFIX):
             raise _fail(where, f"--{name} expects {_describe(spec)}, got {token!r}",
@@ -333,18 +363,18 @@ def _read_reference(spec: mp.ParamSpec, name: str, value: re.Match, where: str) 
 
 def _check_params(
     given: dict[str, Any], parts: tuple[PromptPart, ...], images: tuple[str, ...], where: str
-) -> MidjourneyParams:
+) -> tuple[MidjourneyParams, tuple[str, ...]]:
     if not given:
-        return _EMPTY_PARAMS
+        return _EMPTY_PARAMS, ()
     columns: dict[str, tuple[str, int]] = given.pop("_columns")
 
     def fail(field_name: str, message: str) -> PromptSyntaxError:
         written, column = columns[field_name]
         return _fail(where, message, column=column, token="--" + written)
 
-    check_rules(given, {name: written for name, (written, _) in columns.items()}, fail,
-                has_text=bool(parts), has_images=bool(images))
-    return MidjourneyParams(**given)
+    warnings = check_rules(given, {name: written for name, (written, _) in columns.items()}, fail,
+                           has_text=bool(parts), has_images=bool(images))
+    return MidjourneyParams(**given), tuple(warning + where for warning in warnings)
 
 
 _EMPTY_PARAMS = MidjourneyParams()
@@ -393,7 +423,9 @@ def render_midjourney(prompt: MidjourneyPrompt) -> str:
             if not (field_name == "personalize" and value == ()):
                 continue
         pieces.append(_render_param(spec, value))
-    return " ".join(pieces)
+    rendered = " ".join(pieces)
+    # Text that itself starts with `/imagine` keeps it behind the one prefix a parse strips.
+    return "/imagine prompt: " + rendered if _IMAGINE.match(rendered) else rendered
 
 
 def _render_param(spec: mp.ParamSpec, value: Any) -> str:
@@ -420,7 +452,7 @@ def _render_param(spec: mp.ParamSpec, value: Any) -> str:
 
 def expand_prompts(text: str) -> list[MidjourneyPrompt]:
     """Every job of a permutation prompt, parsed (``--repeat`` is kept, not unrolled)."""
-    jobs = expand_permutations(text)
+    jobs = expand_permutations(strip_imagine(text))
     if len(jobs) == 1:
         return [_parse_job(jobs[0], "")]
     prompts = [_parse_job(job, f" [in permutation {n + 1}: {job!r}]") for n, job in enumerate(jobs)]
@@ -441,5 +473,5 @@ from .midjourney_request import expand_midjourney, request_from_midjourney, to_m
 __all__ = [
     "MidjourneyParams", "MidjourneyPrompt", "PromptPart", "StyleRef", "expand_midjourney",
     "expand_prompts", "format_number", "parse_midjourney", "render_midjourney",
-    "request_from_midjourney", "to_midjourney",
+    "request_from_midjourney", "strip_imagine", "to_midjourney",
 ]

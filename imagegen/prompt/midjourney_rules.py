@@ -14,8 +14,9 @@ Fail = Callable[[str, str], PromptSyntaxError]
 
 
 def check_rules(given: dict[str, Any], written: dict[str, str], fail: Fail, *, has_text: bool,
-                has_images: bool) -> None:
-    """Raise ``fail(field, message)`` for the first rule ``given`` breaks.
+                has_images: bool) -> list[str]:
+    """Raise ``fail(field, message)`` for the first rule ``given`` breaks; return warnings for
+    what Midjourney accepts but ignores.
 
     ``given`` maps MidjourneyParams fields to values; ``written`` maps them to the name used.
     """
@@ -33,22 +34,25 @@ def check_rules(given: dict[str, Any], written: dict[str, str], fail: Fail, *, h
                 hint = " (V7 replaced it with --oref)" if spec.name in ("cref", "cw") and model == "v7" else ""
                 raise fail(field_name, f"--{name} does not work with {label}{hint}; it works with "
                            f"{_model_list(spec.models)}")
-    _check_dependencies(given, fail, has_text, has_images)
+    warnings = _check_dependencies(given, fail, has_text, has_images)
     _check_version_values(given, fail, model, label)
+    return warnings
 
 
-def _check_dependencies(given: dict[str, Any], fail: Fail, has_text: bool, has_images: bool) -> None:
+def _check_dependencies(given: dict[str, Any], fail: Fail, has_text: bool, has_images: bool) -> list[str]:
+    warnings = []
     for child, parent in (("cw", "cref"), ("sw", "sref"), ("sv", "sref"), ("ow", "oref")):
         if child in given and parent not in given:
             raise fail(child, f"--{child} adjusts --{parent}, which is missing")
-    if "image_weight" in given and not has_images:
-        raise fail("image_weight", "--iw sets the weight of image prompts, but the prompt starts with none")
+    if "image_weight" in given and not has_images:  # Midjourney runs the job and ignores it
+        warnings.append(f"--iw {given['image_weight']:g} has no effect: the prompt starts with no image prompt")
     if "sref" in given and not has_text:
         raise fail("sref", "--sref needs text in the prompt, not only images")
     if given.get("quality") == 4 and "oref" in given:
         raise fail("quality", "--q 4 cannot be combined with --oref")
     if "repeat" in given and given.get("speed") == "relax":
         raise fail("repeat", "--repeat runs only in Fast or Turbo mode, not with --relax")
+    return warnings
 
 
 def _check_version_values(given: dict[str, Any], fail: Fail, model: str | None, label: str) -> None:
