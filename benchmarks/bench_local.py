@@ -36,13 +36,13 @@ def compare(provider, card, raw, *, steps: int, size: int, repeats: int, sampler
     request = GenerateRequest(prompt=prompt, seed=7, steps=steps, width=size, height=size, sampler=sampler)
     choice = choose_scheduler(sampler, None)
     ours_times, raw_times = [], []
-    ours = provider.generate(request, card)  # warm both
+    ours = provider.run(request, card)  # warm both
     reference = _raw_call(raw, choice, 7, steps, size, prompt)
     identical = bool(np.array_equal(np.asarray(ours.images[0].pil()), np.asarray(reference[0])))
     gpu_seconds = []
     for _ in range(repeats):
         started = time.perf_counter()
-        result = provider.generate(request, card)
+        result = provider.run(request, card)
         ours_times.append(time.perf_counter() - started)
         gpu_seconds.append(result.gpu_seconds)
         started = time.perf_counter()
@@ -64,10 +64,10 @@ def cold_vs_warm(settings, card_ref: str, *, steps: int, size: int) -> dict:
     card = provider.card_for(card_ref)
     request = GenerateRequest(prompt="a red cat", seed=1, steps=steps, width=size, height=size, sampler="Euler")
     started = time.perf_counter()
-    cold = provider.generate(request, card)
+    cold = provider.run(request, card)
     cold_s = time.perf_counter() - started
     started = time.perf_counter()
-    warm = provider.generate(request, card)
+    warm = provider.run(request, card)
     warm_s = time.perf_counter() - started
     return {"cold_s": cold_s, "cold_load_s": cold.load_s, "warm_s": warm_s, "warm_load_s": warm.load_s}
 

@@ -68,15 +68,15 @@ def ours(fake: RemoteFake, images: int) -> tuple[float, float, int, float, float
     provider = ReplicateProvider(Settings(replicate_api_token=fake.api_token,
                                           replicate_base_url=fake.base_url))
     card = next(c for c in provider.models() if c.model == MODEL)
-    provider.generate(GenerateRequest(prompt="warm-up", seed=0), card)  # imports, TLS setup
+    provider.run(GenerateRequest(prompt="warm-up", seed=0), card)  # imports, TLS setup
     started = time.perf_counter()
-    one = provider.generate(GenerateRequest(prompt="bench", seed=1), card)
+    one = provider.run(GenerateRequest(prompt="bench", seed=1), card)
     single = time.perf_counter() - started
     assert len(one.images) == 1
     before = fake.request_count
     cpu = time.process_time()
     started = time.perf_counter()
-    result = provider.generate(GenerateRequest(prompt="bench", seed=1000, batch_size=4,
+    result = provider.run(GenerateRequest(prompt="bench", seed=1000, batch_size=4,
                                                batch_count=images // 4), card)
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu

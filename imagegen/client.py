@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .catalog import ModelCard
 from .errors import BudgetExceededError, ConfigError, NoRouteError, ProviderError
-from .request import SEED_MAX, GenerateRequest
+from .request import SEED_MAX, GenerateRequest, RequestNeeds
 from .router import Candidate, RouteDecision, RoutePolicy, Router
 from .settings import Settings
 
@@ -61,23 +61,27 @@ class ImageGen:
         return cards
 
     def card(self, model: str) -> ModelCard:
-        """The card for a model reference: a card id, a provider-specific reference, or a bare name."""
+        """The card for a model reference: a card id, a provider-specific reference, or a bare
+        name. A ``provider:model`` reference asks only that provider."""
+        provider_name, _, rest = model.partition(":")
+        provider = self.providers.get(provider_name) if rest else None
+        if provider is not None:
+            for card in provider.models():
+                if card.id == model:
+                    return card
+            card = provider.card_for(rest)
+            if card is not None:
+                return card
+        elif provider_name and rest and "/" not in provider_name:
+            raise ConfigError(f"model {model!r}: no provider named {provider_name!r} is installed "
+                              f"(installed: {', '.join(self.providers) or 'none'})")
         cards = self.models()
         for card in cards:
             if card.id == model:
                 return card
-        provider_name, _, rest = model.partition(":")
-        provider = self.providers.get(provider_name)
-        if provider is not None and rest:
-            card = provider.card_for(rest)
-            if card is not None:
-                return card
         matches = [c for c in cards if c.model == model or c.model.split("/")[-1] == model]
         if len(matches) == 1:
             return matches[0]
-        if provider_name and rest and provider is None:
-            raise ConfigError(f"model {model!r}: no provider named {provider_name!r} is installed "
-                              f"(installed: {', '.join(self.providers) or 'none'})")
         hint = f"; ambiguous between {', '.join(c.id for c in matches)}" if matches else ""
         raise ConfigError(f"unknown model {model!r}{hint}; `imagegen models` lists the known ones")
 
@@ -86,19 +90,21 @@ class ImageGen:
     def route(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None) -> RouteDecision:
         """Which model would serve ``request``, the ranked alternatives, and why others cannot."""
         request = self._as_request(request)
-        policy = policy or self.policy
-        if request.model:
-            card = self.router.effective_card(self.card(request.model))
-            provider = self._provider(card)
-            check = provider.check(request, card)
-            if not check.ok:
-                raise NoRouteError(f"model {card.id} cannot serve this request",
-                                   [(card.id, "; ".join(check.missing))])
-            candidate = Candidate(card=card, score=0.0, cost_usd=provider.estimate_cost(request, card),
-                                  latency_s=self.router.expected_latency_s(card, request.image_count),
-                                  warnings=check.warnings)
-            return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
-        return self.router.decide(request, self.models(), self.providers, policy)
+        return self._decide(request, request.needs(), policy or self.policy)
+
+    def _decide(self, request: GenerateRequest, needs: RequestNeeds, policy: RoutePolicy) -> RouteDecision:
+        """Prepare ``request`` on the explicit model, or on every card the policy allows, and rank."""
+        if not request.model:
+            return self.router.decide(request, self.models(), self.providers, policy, needs)
+        card = self.router.effective_card(self.card(request.model))
+        prepared = self._provider(card).prepare(request, [card], needs)[0]
+        if not prepared.ok:
+            raise NoRouteError(f"model {card.id} cannot serve this request",
+                               [(card.id, "; ".join(prepared.missing))])
+        candidate = Candidate(card=card, score=0.0, cost_usd=prepared.cost_usd or 0.0,
+                              latency_s=self.router.expected_latency_s(card, request.image_count),
+                              warnings=prepared.warnings, prepared=prepared)
+        return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
 
     @property
     def usage_by_provider(self) -> dict[str, dict[str, float]]:
@@ -123,7 +129,7 @@ class ImageGen:
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
-                result = provider.generate(request, candidate.card, progress=progress)
+                result = provider.generate(candidate.prepared, progress=progress)
             except ProviderError as exc:
                 if not self._failed(candidate, exc, errors):
                     raise
@@ -143,7 +149,7 @@ class ImageGen:
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
-                result = await provider.agenerate(request, candidate.card, progress=progress)
+                result = await provider.agenerate(candidate.prepared, progress=progress)
             except ProviderError as exc:
                 if not self._failed(candidate, exc, errors):
                     raise
@@ -206,12 +212,17 @@ class ImageGen:
               overrides: dict[str, Any]) -> tuple[GenerateRequest, RouteDecision, list[Candidate]]:
         request = self._as_request(request, overrides)
         policy = policy or self.policy
-        decision = self.route(request, policy=policy)
+        needs = request.needs()  # as asked: a seed drawn below is not one a model must honour
+        updates: dict[str, Any] = {}
         if not request.seed_fixed:
-            # Resolved once, so a fallback draws the same images and the result can say which seed.
-            request = request.model_copy(update={"seed": random.randint(0, SEED_MAX)})
+            # Drawn once, before preparing, so a fallback draws the same images and the result
+            # can say which seed.
+            updates["seed"] = random.randint(0, SEED_MAX)
         if request.variation_strength > 0 and request.variation_seed in (None, -1):
-            request = request.model_copy(update={"variation_seed": random.randint(0, SEED_MAX)})
+            updates["variation_seed"] = random.randint(0, SEED_MAX)
+        if updates:
+            request = request.model_copy(update=updates)
+        decision = self._decide(request, needs, policy)
         return request, decision, decision.candidates[: policy.max_attempts]
 
     def _provider(self, card: ModelCard) -> Provider:

@@ -7,45 +7,62 @@ and finally the card id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
-if TYPE_CHECKING:
-    from .catalog import ModelCard
-    from .router import Candidate, RoutePolicy
+from pydantic import Field
 
-    Row = tuple[ModelCard, float, float, "float | None", str, list[str], bool]
+from .catalog import ModelCard
 
 _NO_ELO = 0.0  # the quality score of an unrated card: below every Elo, and JSON-safe
 
 
-def rank(rows: list[Row], policy: RoutePolicy, count: int) -> list[Candidate]:
-    """``rows``: (card, cost_usd, latency_s, elo, elo_note, warnings, cooling) per capable card."""
-    from .router import Candidate
+# A plain dataclass, not a pydantic model: a decision over a large catalog makes one per card,
+# and pydantic still validates and serialises it as a field of RouteDecision.
+@dataclass
+class Candidate:
+    """A card that can serve the request. ``score``: higher is better, in the strategy's unit.
+    ``prepared``: the provider's plan for it, which the client hands back to run it."""
 
-    strategy = policy.strategy
-    scores = balanced_utilities(rows, policy.weights, count) if strategy == "balanced" else None
+    card: ModelCard
+    score: float
+    cost_usd: float  # estimate for the whole request
+    latency_s: float  # expected seconds for the whole request
+    warnings: list[str] = field(default_factory=list)
+    elo: float | None = None
+    elo_note: str = ""  # where the Elo comes from
+    cooling: bool = False  # failing lately: ranked after healthy cards
+    # the provider's `Prepared` (typed loosely: the core does not import the providers'
+    # protocol module at run time); not part of a decision's JSON
+    prepared: Annotated[Any, Field(exclude=True)] = field(default=None, repr=False, compare=False)
+
+
+def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], count: int) -> list[Candidate]:
+    """``candidates`` sorted best first, each given its ``score`` under ``strategy``."""
+    scores = balanced_utilities(candidates, weights, count) if strategy == "balanced" else None
     keyed = []
-    for i, (card, cost, latency, elo, note, warnings, cooling) in enumerate(rows):
-        per_image = cost / count
+    for i, c in enumerate(candidates):
+        card, latency, elo = c.card, c.latency_s, c.elo
+        per_image = c.cost_usd / count
         unrated = elo is None
         elo_key = 0.0 if unrated else -elo
-        first = (card.kind == "builtin", cooling)  # the demo card last, cooling cards after healthy
+        first = (card.kind == "builtin", c.cooling)  # the demo card last, cooling cards after healthy
         if strategy == "cost":
-            score, key = 0.0 - per_image, (*first, per_image, latency, unrated, elo_key, card.id)
+            c.score, key = 0.0 - per_image, (*first, per_image, latency, unrated, elo_key, card.id)
         elif strategy == "quality":
-            score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, per_image, latency, card.id)
+            c.score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, per_image, latency, card.id)
         elif strategy == "speed":
-            score, key = 0.0 - latency, (*first, latency, per_image, unrated, elo_key, card.id)
+            c.score, key = 0.0 - latency, (*first, latency, per_image, unrated, elo_key, card.id)
         else:
-            score = scores[i]
-            key = (*first, -score, per_image, latency, unrated, elo_key, card.id)
-        keyed.append((key, Candidate(card, score, cost, latency, warnings, elo, note)))
+            c.score = scores[i]
+            key = (*first, -c.score, per_image, latency, unrated, elo_key, card.id)
+        keyed.append((key, c))
     keyed.sort(key=lambda pair: pair[0])
-    return [candidate for _, candidate in keyed]
+    return [c for _, c in keyed]
 
 
-def balanced_utilities(rows: list[Row], weights: dict[str, float], count: int) -> list[float]:
-    """Weighted utility in [0, 1] per row.
+def balanced_utilities(candidates: list[Candidate], weights: dict[str, float], count: int) -> list[float]:
+    """Weighted utility in [0, 1] per candidate.
 
     Quality is the chance of being preferred over the best-rated candidate (the Elo win
     probability, doubled so the best scores 1; unknown Elo scores 0), because an Elo gap means
@@ -53,19 +70,18 @@ def balanced_utilities(rows: list[Row], weights: dict[str, float], count: int) -
     cheapest or fastest, 0 for the dearest or slowest. The demo card is left out of the
     scaling so its zero cost does not squash the real models' differences.
     """
-    real = [r for r in rows if r[0].kind != "builtin"] or rows
-    costs = [r[1] / count for r in real]
-    latencies = [r[2] for r in real]
-    elos = [r[3] for r in real if r[3] is not None]
+    real = [c for c in candidates if c.card.kind != "builtin"] or candidates
+    elos = [c.elo for c in real if c.elo is not None]
     best = max(elos) if elos else None
     w_q, w_c, w_s = (weights.get(k, 0.0) for k in ("quality", "cost", "speed"))
     total = w_q + w_c + w_s
-    lo_c, hi_c, lo_l, hi_l = min(costs), max(costs), min(latencies), max(latencies)
+    costs = [c.cost_usd / count for c in real]
+    latencies = [c.latency_s for c in real]
     # whole columns at a time: a catalog of a hundred cards is ranked on every decision
-    quality = [0.0 if r[3] is None or best is None else min(1.0, 2.0 / (1.0 + 10.0 ** ((best - r[3]) / 400.0)))
-               for r in rows]
-    cheap = _down([r[1] / count for r in rows], lo_c, hi_c)
-    fast = _down([r[2] for r in rows], lo_l, hi_l)
+    quality = [0.0 if c.elo is None or best is None else min(1.0, 2.0 / (1.0 + 10.0 ** ((best - c.elo) / 400.0)))
+               for c in candidates]
+    cheap = _down([c.cost_usd / count for c in candidates], min(costs), max(costs))
+    fast = _down([c.latency_s for c in candidates], min(latencies), max(latencies))
     return [(w_q * q + w_c * c + w_s * s) / total for q, c, s in zip(quality, cheap, fast)]
 
 

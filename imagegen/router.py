@@ -9,18 +9,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .catalog import CatalogData, ModelCard, load_user_catalog
+from .catalog import CatalogData, ModelCard, elo_for, load_user_catalog
 from .errors import NoRouteError
 from .health import Health, provider_key
+from .ranking import Candidate, rank
 
 if TYPE_CHECKING:
-    from imagegen.providers.base import CheckResult, Provider
+    from imagegen.providers.base import Prepared, Provider
 
     from .request import GenerateRequest, RequestNeeds
 
@@ -73,21 +74,6 @@ class RoutePolicy(BaseModel):
         if sum(value.values()) <= 0:
             raise ValueError("at least one weight must be positive")
         return value
-
-
-# Plain dataclasses, not pydantic models: a decision over a large catalog makes one per card,
-# and pydantic still validates and serialises them as fields of RouteDecision.
-@dataclass
-class Candidate:
-    """A card that can serve the request. ``score``: higher is better, in the strategy's unit."""
-
-    card: ModelCard
-    score: float
-    cost_usd: float  # estimate for the whole request
-    latency_s: float  # expected seconds for the whole request
-    warnings: list[str] = field(default_factory=list)
-    elo: float | None = None
-    elo_note: str = ""  # where the Elo comes from
 
 
 @dataclass
@@ -200,16 +186,13 @@ class Router:
 
     def _elo_resolver(self, policy: RoutePolicy,
                       cards: list[ModelCard]) -> Callable[[ModelCard], tuple[float | None, str]]:
-        priors = self._priors().local_elo_priors
+        catalog = self._priors()
 
         def shipped(card: ModelCard) -> tuple[float | None, str]:
-            if card.elo.value is not None:
-                return card.elo.value, _dated("shipped", card.elo.date)
-            if card.provider == "local":
-                prior = priors.get(card.family)
-                if prior is not None and prior.value is not None:
-                    return prior.value, _dated(f"{card.family} prior", prior.date)
-            return None, ""
+            elo = elo_for(card, catalog)
+            if elo.value is None:
+                return None, ""
+            return elo.value, _dated("shipped" if elo is card.elo else f"{card.family} prior", elo.date)
 
         if policy.elo_source == "shipped":
             return shipped
@@ -237,38 +220,64 @@ class Router:
     # -- the decision ------------------------------------------------------------------
 
     def decide(self, request: GenerateRequest, cards: list[ModelCard],
-               providers: Mapping[str, Provider], policy: RoutePolicy) -> RouteDecision:
-        from .ranking import rank
+               providers: Mapping[str, Provider], policy: RoutePolicy,
+               needs: RequestNeeds | None = None) -> RouteDecision:
+        """Screen ``cards`` by the policy, have each provider prepare the request for its cards
+        (once per provider, all its cards in one call), and rank what can serve it.
 
+        ``needs``: of the request as the user wrote it, when the client has since resolved a
+        random seed (a resolved seed is not a fixed one the model must honour).
+        """
         overrides = self._overrides()
         if overrides:  # the user's own table wins over what a provider ships
             cards = [overrides.get(card.id, card) for card in cards]
-        elo_of = self._elo_resolver(policy, cards)
-        fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
-        needs = request.needs()  # derived once per decision, not once per card
-        count = max(1, needs.images)
-        needs_negative = policy.require_negative_prompt and needs.negative_prompt
+        needs = request.needs() if needs is None else needs
+        verdicts: list[str | Prepared | None] = [None] * len(cards)
+        batches: dict[str, list[int]] = {}
         allowed = set(policy.providers) if policy.providers is not None else None
         denied = set(policy.exclude)
+        for i, card in enumerate(cards):
+            name = card.provider
+            forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
+            if forbidden or (denied and (name in denied or card.id in denied)):
+                verdicts[i] = _policy_reason(card, policy)
+            elif name not in providers:
+                verdicts[i] = f"provider {name!r} is not installed"
+            else:
+                batches.setdefault(name, []).append(i)
+        for name, positions in batches.items():
+            prepared = providers[name].prepare(request, [cards[i] for i in positions], needs)
+            for i, one in zip(positions, prepared, strict=True):
+                verdicts[i] = one
+        return self.rank(cards, verdicts, policy, needs)
+
+    def rank(self, cards: list[ModelCard], verdicts: list[str | Prepared], policy: RoutePolicy,
+             needs: RequestNeeds) -> RouteDecision:
+        """Rank prepared cards under the policy's constraints. ``verdicts[i]`` is card i's
+        `Prepared`, or the reason it was ruled out before preparing."""
+        elo_of = self._elo_resolver(policy, cards)
+        fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
+        count = max(1, needs.images)
+        needs_negative = policy.require_negative_prompt and needs.negative_prompt
         # the per-request limits, so the loop compares numbers and builds text only to explain
         max_cost = policy.max_cost_per_image + 1e-12 if policy.max_cost_per_image is not None else None
         max_latency, min_elo = policy.max_latency_s, policy.min_elo
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
         health = self.health
         cooling_now = health.cooling_now()
-        verdicts = _assess(request, cards, providers, policy, needs, allowed, denied)
-        rows, excluded = [], []
-        for card, verdict in zip(cards, verdicts):
+        candidates: list[Candidate] = []
+        excluded: list[Exclusion] = []
+        for card, verdict in zip(cards, verdicts, strict=True):
             if isinstance(verdict, str):
                 excluded.append(Exclusion(card, verdict))
                 continue
-            check, cost = verdict
-            if check.missing:
-                excluded.append(Exclusion(card, "; ".join(check.missing)))
+            if verdict.missing:
+                excluded.append(Exclusion(card, "; ".join(verdict.missing)))
                 continue
             if needs_negative and not card.capabilities.negative_prompt:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
+            cost = verdict.cost_usd or 0.0
             latency = health.latency(card.id, card.latency_s)[0] * count
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
@@ -279,54 +288,22 @@ class Router:
             if over_budget or too_slow or short_of_elo:
                 excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
                 continue
-            warnings = list(check.warnings)  # (a batch over max_images_per_call is the provider's to split)
+            warnings = list(verdict.warnings)  # (a batch over max_images_per_call is the provider's to split)
             cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(card.provider))) if cooling_now else None
             if cooling:
                 warnings.append(cooling + "; tried after healthy models")
             if card.kind == "builtin":
                 warnings.append(DEMO_NOTICE)
-            rows.append((card, cost, latency, elo, note, warnings, cooling is not None))
-        if not rows:
+            candidates.append(Candidate(card, 0.0, cost, latency, warnings, elo, note,
+                                        cooling=cooling is not None, prepared=verdict))
+        if not candidates:
             raise NoRouteError("no model can serve this request",
                                [(e.card.id, e.reason) for e in excluded])
-        candidates = rank(rows, policy, count)
-        notices = _notices(candidates, policy)
-        return RouteDecision.model_construct(chosen=candidates[0].card, candidates=candidates,
+        ranked = rank(candidates, policy.strategy, policy.weights, count)
+        notices = _notices(ranked, policy)
+        return RouteDecision.model_construct(chosen=ranked[0].card, candidates=ranked,
                                              excluded=excluded, strategy=policy.strategy,
                                              notices=notices)
-
-
-def _assess(request: GenerateRequest, cards: list[ModelCard], providers: Mapping[str, Provider],
-            policy: RoutePolicy, needs: RequestNeeds, allowed: set[str] | None,
-            denied: set[str]) -> list[str | tuple[CheckResult, float | None]]:
-    """Per card, in order: why the policy or a missing provider rules it out, or the provider's
-    (check, cost estimate). Each provider is asked once for all its cards (``check_many``) when it
-    offers that, since per-card calls would derive the same request needs a hundred times."""
-    verdicts: list = [None] * len(cards)
-    batches: dict[str, list[int]] = {}
-    for i, card in enumerate(cards):
-        name = card.provider
-        forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
-        if forbidden or (denied and (name in denied or card.id in denied)):
-            verdicts[i] = _policy_reason(card, policy)
-        elif name not in providers:
-            verdicts[i] = f"provider {name!r} is not installed"
-        else:
-            batches.setdefault(name, []).append(i)
-    for name, positions in batches.items():
-        provider = providers[name]
-        batch = [cards[i] for i in positions]
-        check_many = getattr(provider, "check_many", None)
-        if check_many is not None:
-            results = check_many(request, batch, needs)
-        else:  # a provider with only the basic protocol
-            results = []
-            for card in batch:
-                check = provider.check(request, card)
-                results.append((check, None if check.missing else provider.estimate_cost(request, card)))
-        for i, result in zip(positions, results, strict=True):
-            verdicts[i] = result
-    return verdicts
 
 
 def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str:

@@ -1,7 +1,8 @@
 """The `Provider` protocol every backend implements, and a base class with the shared parts.
 
-A provider knows only its own API: which models it serves (`ModelCard`s), what of a request a
-card cannot honour (`check`), what a call costs (`estimate_cost`) and how to run it.
+A provider knows only its own API: which models it serves (`ModelCard`s), how it would serve a
+request on each of them (`prepare`: what it cannot honour, what it changes, what it costs, and
+its own plan, worked out once) and how to run that plan (`generate`).
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
@@ -35,11 +35,17 @@ ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
-class CheckResult:
-    """What a card cannot honour: ``missing`` excludes it, ``warnings`` go into the result."""
+class Prepared:
+    """One card's answer to one request, worked out once: what it cannot honour (``missing``
+    excludes the card), what it changes or ignores (``warnings``), the estimated cost of the
+    whole request, and the provider's own plan for it, which `generate` runs as it is."""
 
+    card: ModelCard
+    request: GenerateRequest
     missing: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    cost_usd: float | None = None  # None while something is missing
+    plan: Any = None
 
     @property
     def ok(self) -> bool:
@@ -56,21 +62,26 @@ class Provider(Protocol):
         """A card for a model reference not in `models()` (a file path, a fine-tune version)."""
         ...
 
-    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult: ...
+    def prepare(self, request: GenerateRequest, cards: list[ModelCard],
+                needs: RequestNeeds) -> list[Prepared]:
+        """One `Prepared` per card, in order. ``needs``: ``request.needs()`` of the request as
+        the user wrote it (the client may have resolved a random seed since)."""
+        ...
 
-    def estimate_cost(self, request: GenerateRequest, card: ModelCard) -> float: ...
+    def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult: ...
 
-    def generate(self, request: GenerateRequest, card: ModelCard, *,
-                 progress: ProgressCallback | None = None) -> GenerateResult: ...
-
-    async def agenerate(self, request: GenerateRequest, card: ModelCard, *,
+    async def agenerate(self, prepared: Prepared, *,
                         progress: ProgressCallback | None = None) -> GenerateResult: ...
 
     def close(self) -> None: ...
 
 
 class BaseProvider:
-    """Shared defaults: price-based cost, capability checks from the card, async via a thread."""
+    """Shared defaults: capability checks from the card, price-based cost, async via a thread.
+
+    An adapter adds its own checks and plan by overriding `prepare_one` (per card) or `prepare`
+    (when work can be shared across cards), and runs a plan in `generate`.
+    """
 
     name = "base"
 
@@ -85,50 +96,51 @@ class BaseProvider:
     def card_for(self, model: str) -> ModelCard | None:
         return None
 
-    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
-        return check_capabilities(request, card)
-
-    def estimate_cost(self, request: GenerateRequest, card: ModelCard) -> float:
-        width, height = request.size()
-        return price_estimate(card, width, height, request.image_count)
-
-    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
-                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
-        """`check` for each card and, where nothing is missing, `estimate_cost`.
-
-        The router asks this once per provider per decision instead of twice per card, so the
-        request's needs are derived once, not once per card. A subclass that overrides only
-        `check` or `estimate_cost` has its own method called per card, as the router would.
-        """
+    def prepare(self, request: GenerateRequest, cards: list[ModelCard],
+                needs: RequestNeeds | None = None) -> list[Prepared]:
         needs = request.needs() if needs is None else needs
-        own_check = type(self).check is not BaseProvider.check
-        cost_of = self.cost_function(request, needs)
-        results: list[tuple[CheckResult, float | None]] = []
-        for card in cards:
-            check = self.check(request, card) if own_check else check_capabilities(request, card, needs)
-            results.append((check, None if check.missing else cost_of(card)))
-        return results
+        return [self.prepare_one(request, card, needs) for card in cards]
 
-    def cost_function(self, request: GenerateRequest, needs: RequestNeeds) -> Callable[[ModelCard], float]:
-        """`estimate_cost` for this request as a function of the card: the price formula on
-        needs already derived, or the subclass's own `estimate_cost` when it has one."""
-        if type(self).estimate_cost is BaseProvider.estimate_cost:
-            return lambda card: price_estimate(card, needs.width, needs.height, needs.images)
-        return partial(self.estimate_cost, request)
+    def prepare_one(self, request: GenerateRequest, card: ModelCard,
+                    needs: RequestNeeds | None = None) -> Prepared:
+        """The generic check and price estimate for one card."""
+        needs = request.needs() if needs is None else needs
+        prepared = check_capabilities(request, card, needs)
+        if prepared.ok:
+            prepared.cost_usd = price_estimate(card, needs.width, needs.height, needs.images)
+        return prepared
 
-    def generate(self, request: GenerateRequest, card: ModelCard, *,
-                 progress: ProgressCallback | None = None) -> GenerateResult:
+    def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult:
         raise NotImplementedError
 
-    async def agenerate(self, request: GenerateRequest, card: ModelCard, *,
+    async def agenerate(self, prepared: Prepared, *,
                         progress: ProgressCallback | None = None) -> GenerateResult:
-        return await asyncio.to_thread(self.generate, request, card, progress=progress)
+        return await asyncio.to_thread(self.generate, prepared, progress=progress)
+
+    # Calling a provider directly (tests, benchmarks) rather than through ImageGen's router:
+    def run(self, request: GenerateRequest, card: ModelCard, *,
+            progress: ProgressCallback | None = None) -> GenerateResult:
+        """Prepare ``request`` for ``card`` and generate it; `ConfigError` if the card cannot."""
+        return self.generate(self.prepare(request, [card])[0], progress=progress)
+
+    async def arun(self, request: GenerateRequest, card: ModelCard, *,
+                   progress: ProgressCallback | None = None) -> GenerateResult:
+        return await self.agenerate(self.prepare(request, [card])[0], progress=progress)
 
     def close(self) -> None:
         pass
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
+
+
+def runnable(prepared: Prepared) -> Prepared:
+    """``prepared`` itself, or `ConfigError` when its card cannot serve its request."""
+    if not prepared.ok:
+        from imagegen.errors import ConfigError
+
+        raise ConfigError(f"{prepared.card.id} cannot serve this request: {'; '.join(prepared.missing)}")
+    return prepared
 
 
 def price_estimate(card: ModelCard, width: int, height: int, images: int) -> float:
@@ -141,14 +153,15 @@ def price_estimate(card: ModelCard, width: int, height: int, images: int) -> flo
 
 
 def check_capabilities(request: GenerateRequest, card: ModelCard,
-                       needs: RequestNeeds | None = None) -> CheckResult:
-    """The generic part of `check`: hard needs vs. a card's capabilities, softer ones as warnings.
+                       needs: RequestNeeds | None = None) -> Prepared:
+    """The generic part of preparing: hard needs vs. a card's capabilities (``missing``), softer
+    ones as warnings; no cost yet.
 
     ``needs``: ``request.needs()`` when the caller already has it (checking many cards).
     """
     n = request.needs() if needs is None else needs
     caps = card.capabilities
-    result = CheckResult()
+    result = Prepared(card, request)
     hard = result.missing
     if n.init_image and not caps.img2img:
         hard.append("does not take an init image (img2img)")

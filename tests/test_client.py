@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import pytest
-from imagegen.providers.base import BaseProvider, CheckResult, check_capabilities
+from imagegen.providers.base import BaseProvider, Prepared, check_capabilities
 from PIL import Image
 
 from imagegen import (
@@ -39,7 +39,8 @@ class PaintProvider(BaseProvider):
         return [ModelCard(id=f"{self.name}:flat", provider=self.name, price=Price(per_image=self.price),
                           latency_s=1.0, capabilities=Capabilities(lora=self.lora, negative_prompt=True))]
 
-    def generate(self, request, card, *, progress=None):
+    def generate(self, prepared, *, progress=None):
+        request = prepared.request
         self.calls.append(request)
         if self.fail:
             self.fail -= 1
@@ -127,7 +128,8 @@ def test_failure_falls_back_to_the_next_candidate():
 
 def test_non_retryable_failure_is_not_retried_elsewhere():
     class Unknown(PaintProvider):
-        def generate(self, request, card, *, progress=None):
+        def generate(self, prepared, *, progress=None):
+            request = prepared.request
             self.calls.append(request)
             raise ProviderError("outcome unknown", provider=self.name, retryable=False)
 
@@ -180,7 +182,7 @@ def test_secret_token_never_appears_in_reprs_or_errors(monkeypatch):
 def test_check_capabilities_is_shared_logic():
     card = PaintProvider().models()[0]
     result = check_capabilities(GenerateRequest(prompt="x", width=4096, height=64, steps=200 // 2), card)
-    assert isinstance(result, CheckResult) and result.ok
+    assert isinstance(result, Prepared) and result.ok
 
 
 def test_provider_found_through_an_entry_point(tmp_path, monkeypatch):
@@ -195,7 +197,8 @@ def test_provider_found_through_an_entry_point(tmp_path, monkeypatch):
             name = "plugin"
             def models(self):
                 return [ModelCard(id="plugin:one", provider="plugin")]
-            def generate(self, request, card, *, progress=None):
+            def generate(self, prepared, *, progress=None):
+                request = prepared.request
                 image = GeneratedImage.from_pil(Image.new("RGB", (8, 8)), seed=request.seed)
                 return GenerateResult(images=[image])
     """))

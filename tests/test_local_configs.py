@@ -84,9 +84,9 @@ def test_provider_generates_from_a_single_file_as_from_the_folder(tiny, single_f
     card = provider.card_for(str(single_file))
     assert card.family == "sd15" and card.id == f"local:{single_file}"
     request = dict(prompt="a red cat", seed=3, steps=2, width=64, height=64, sampler="Euler")
-    from_file = provider.generate(GenerateRequest(
+    from_file = provider.run(GenerateRequest(
         **request, provider_options={"local": {"config": str(tiny.config_dir)}}), card)
-    from_folder = provider.generate(GenerateRequest(**request), provider.card_for("tiny"))
+    from_folder = provider.run(GenerateRequest(**request), provider.card_for("tiny"))
     assert np.array_equal(np.asarray(from_file.images[0].pil()), np.asarray(from_folder.images[0].pil()))
     assert "Model hash: " in from_file.images[0].infotext  # sha256[:10] of the file, as A1111 writes
 
@@ -103,9 +103,9 @@ def test_vae_override_swaps_the_decoder_and_none_restores_it(tiny, tmp_path):
     provider = LocalProvider(Settings(models_dir=tiny.models_dir, home=tmp_path, device="cpu"))
     card = provider.card_for("tiny")
     request = dict(prompt="a red cat", seed=3, steps=2, width=64, height=64, sampler="Euler")
-    base = np.asarray(provider.generate(GenerateRequest(**request), card).images[0].pil()).astype(int)
-    bright = provider.generate(GenerateRequest(**request, vae="bright"), card)
-    again = np.asarray(provider.generate(GenerateRequest(**request, vae="None"), card).images[0].pil()).astype(int)
+    base = np.asarray(provider.run(GenerateRequest(**request), card).images[0].pil()).astype(int)
+    bright = provider.run(GenerateRequest(**request, vae="bright"), card)
+    again = np.asarray(provider.run(GenerateRequest(**request, vae="None"), card).images[0].pil()).astype(int)
     assert np.asarray(bright.images[0].pil()).astype(int).mean() > base.mean() + 10
     assert np.array_equal(base, again)
     assert "VAE: bright.safetensors" in bright.images[0].infotext

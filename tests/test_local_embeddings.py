@@ -65,7 +65,7 @@ def generate(provider, prompt, negative=""):
     card = provider.card_for("tiny")
     request = GenerateRequest(prompt=prompt, negative_prompt=negative, seed=77, steps=STEPS,
                               width=SIZE, height=SIZE, sampler="Euler")
-    return provider.generate(request, card)
+    return provider.run(request, card)
 
 
 def raw_image(raw, prompt, negative=""):

@@ -76,7 +76,7 @@ SAMPLERS = {
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))
 def test_adapter_pixels_equal_raw_diffusers_with_the_same_scheduler(provider, card, raw, sampler):
-    ours = provider.generate(request(sampler=sampler), card)
+    ours = provider.run(request(sampler=sampler), card)
     reference = raw_run(raw, SAMPLERS[sampler], [1234])
     assert np.array_equal(pixels(ours.images[0]), pixels(reference[0]))
 
@@ -89,25 +89,25 @@ def same_image(a, b) -> bool:
 
 
 def test_batch_image_i_equals_single_run_with_seed_plus_i(provider, card):
-    batch = provider.generate(request(sampler="Euler a", seed=10, batch_size=3), card)
+    batch = provider.run(request(sampler="Euler a", seed=10, batch_size=3), card)
     assert [im.seed for im in batch.images] == [10, 11, 12]
-    singles = [provider.generate(request(sampler="Euler a", seed=10 + i), card).images[0] for i in range(3)]
+    singles = [provider.run(request(sampler="Euler a", seed=10 + i), card).images[0] for i in range(3)]
     for index, image in enumerate(batch.images):
         assert same_image(image, singles[index])
     assert not same_image(batch.images[1], singles[0])
 
 
 def test_batch_count_times_batch_size_gives_consecutive_seeds(provider, card):
-    result = provider.generate(request(seed=50, batch_size=2, batch_count=2), card)
+    result = provider.run(request(seed=50, batch_size=2, batch_count=2), card)
     assert [im.seed for im in result.images] == [50, 51, 52, 53]
-    last = provider.generate(request(seed=53), card)
+    last = provider.run(request(seed=53), card)
     assert same_image(result.images[3], last.images[0])
 
 
 def test_lora_changes_output_exactly_as_diffusers_load_lora_weights(provider, card, raw, tiny):
-    base = provider.generate(request(), card)
-    ours = provider.generate(request(loras=[LoraRef(name="tiny_style", weight=0.7)]), card)
-    tagged = provider.generate(request(prompt="a red cat <lora:tiny_style:0.7>"), card)
+    base = provider.run(request(), card)
+    ours = provider.run(request(loras=[LoraRef(name="tiny_style", weight=0.7)]), card)
+    tagged = provider.run(request(prompt="a red cat <lora:tiny_style:0.7>"), card)
     raw.load_lora_weights(str(tiny.lora), adapter_name="style")
     raw.set_adapters(["style"], adapter_weights=[0.7])
     try:
@@ -122,7 +122,7 @@ def test_lora_changes_output_exactly_as_diffusers_load_lora_weights(provider, ca
 
 def test_two_loras_with_weights_match_diffusers_set_adapters(provider, card, raw, tiny):
     loras = [LoraRef(name="tiny_style", weight=0.6), LoraRef(name="tiny_detail", weight=-0.8)]
-    ours = provider.generate(request(loras=loras), card)
+    ours = provider.run(request(loras=loras), card)
     raw.load_lora_weights(str(tiny.lora), adapter_name="a")
     raw.load_lora_weights(str(tiny.models_dir / "Lora" / "tiny_detail.safetensors"), adapter_name="b")
     raw.set_adapters(["a", "b"], adapter_weights=[0.6, -0.8])
@@ -134,19 +134,19 @@ def test_two_loras_with_weights_match_diffusers_set_adapters(provider, card, raw
 
 
 def test_switching_loras_off_restores_the_base_without_reloading(provider, card):
-    provider.generate(request(), card)
+    provider.run(request(), card)
     loads = provider.cache.loads
-    before = provider.generate(request(), card)
-    provider.generate(request(loras=[LoraRef(name="tiny_style", weight=1.0)]), card)
-    after = provider.generate(request(), card)
+    before = provider.run(request(), card)
+    provider.run(request(loras=[LoraRef(name="tiny_style", weight=1.0)]), card)
+    after = provider.run(request(), card)
     assert np.array_equal(pixels(before.images[0]), pixels(after.images[0]))
     assert provider.cache.loads == loads and after.load_s == 0.0
 
 
 def test_warm_cache_second_request_does_not_reload(tiny, tmp_path):
     fresh = LocalProvider(Settings(models_dir=tiny.models_dir, home=tmp_path, device="cpu"))
-    first = fresh.generate(request(), fresh.card_for("tiny"))
-    second = fresh.generate(request(), fresh.card_for("tiny"))
+    first = fresh.run(request(), fresh.card_for("tiny"))
+    second = fresh.run(request(), fresh.card_for("tiny"))
     assert first.load_s > 0 and second.load_s == 0.0
     assert fresh.cache.loads == 1
     assert first.cost_usd == 0.0 and first.gpu_seconds > 0
@@ -166,10 +166,10 @@ class UnetCalls:
 @pytest.mark.parametrize(("steps", "hires_steps", "denoise", "expected_hires"), [(4, 3, 0.5, 3), (4, 0, 0.7, 4)])
 def test_hires_fix_runs_a1111_step_count(provider, card, steps, hires_steps, denoise, expected_hires):
     hires = HiresFix(scale=2.0, upscaler="Latent", steps=hires_steps, denoising_strength=denoise)
-    provider.generate(request(steps=1), card)  # warm
+    provider.run(request(steps=1), card)  # warm
     calls = UnetCalls(provider.cache.model.base.unet)
     try:
-        result = provider.generate(request(steps=steps, hires=hires), card)
+        result = provider.run(request(steps=steps, hires=hires), card)
     finally:
         calls.handle.remove()
     assert calls.count == steps + expected_hires
@@ -181,15 +181,15 @@ def test_hires_fix_runs_a1111_step_count(provider, card, steps, hires_steps, den
 
 def test_hires_fix_with_an_image_upscaler(provider, card):
     hires = HiresFix(scale=1.5, upscaler="Lanczos", steps=2, denoising_strength=0.5)
-    result = provider.generate(request(hires=hires), card)
+    result = provider.run(request(hires=hires), card)
     assert (result.images[0].width, result.images[0].height) == (96, 96)
 
 
 def test_img2img_runs_a1111_step_count(provider, card):
-    init = provider.generate(request(), card).images[0].pil()
+    init = provider.run(request(), card).images[0].pil()
     calls = UnetCalls(provider.cache.model.base.unet)
     try:
-        result = provider.generate(request(steps=10, init_image=init, denoising_strength=0.35), card)
+        result = provider.run(request(steps=10, init_image=init, denoising_strength=0.35), card)
     finally:
         calls.handle.remove()
     assert calls.count == int(0.35 * 10) + 1  # A1111: t_enc + 1 steps
@@ -199,10 +199,10 @@ def test_img2img_runs_a1111_step_count(provider, card):
 def test_inpaint_with_mask_runs_at_the_request_size(provider, card):
     from PIL import Image
 
-    init = provider.generate(request(), card).images[0].pil()
+    init = provider.run(request(), card).images[0].pil()
     mask = Image.new("L", (SIZE, SIZE), 0)
     mask.paste(255, (16, 16, 48, 48))
-    result = provider.generate(request(init_image=init, mask_image=mask, denoising_strength=0.8), card)
+    result = provider.run(request(init_image=init, mask_image=mask, denoising_strength=0.8), card)
     assert (result.images[0].width, result.images[0].height) == (SIZE, SIZE)
 
 
@@ -212,30 +212,30 @@ def test_controlnet_openpose_from_keypoints_changes_the_image(provider, card):
                           8: (26, 40), 11: (38, 40)}.items():
         points[3 * index: 3 * index + 3] = [x, y, 1.0]
     pose = {"canvas_width": SIZE, "canvas_height": SIZE, "people": [{"pose_keypoints_2d": points}]}
-    plain = provider.generate(request(), card)
+    plain = provider.run(request(), card)
     unit = {"model": "tiny_openpose", "pose": pose, "weight": 1.0}
-    posed = provider.generate(request(controlnets=[unit]), card)
+    posed = provider.run(request(controlnets=[unit]), card)
     assert not np.array_equal(pixels(plain.images[0]), pixels(posed.images[0]))
-    again = provider.generate(request(controlnets=[unit]), card)
+    again = provider.run(request(controlnets=[unit]), card)
     assert np.array_equal(pixels(posed.images[0]), pixels(again.images[0]))
 
 
 def test_clip_skip_2_differs_from_1_and_does_not_crash(provider, card):
-    one = provider.generate(request(clip_skip=1), card)
-    two = provider.generate(request(clip_skip=2), card)
+    one = provider.run(request(clip_skip=1), card)
+    two = provider.run(request(clip_skip=2), card)
     assert not np.array_equal(pixels(one.images[0]), pixels(two.images[0]))
     assert parse_infotext(two.images[0].infotext)["Clip skip"] == "2"
 
 
 def test_prompt_longer_than_77_tokens_works(provider, card):
     long_prompt = ", ".join(["a red cat on a big hill"] * 20)
-    result = provider.generate(request(prompt=long_prompt), card)
+    result = provider.run(request(prompt=long_prompt), card)
     assert len(result.images) == 1
 
 
 def test_prompt_editing_changes_the_prompt_mid_run(provider, card):
     def run(prompt):
-        return pixels(provider.generate(request(prompt=prompt, steps=4), card).images[0])
+        return pixels(provider.run(request(prompt=prompt, steps=4), card).images[0])
 
     edited, cat, dog = run("a [cat:dog:2] photo"), run("a cat photo"), run("a dog photo")
     assert not np.array_equal(edited, cat) and not np.array_equal(edited, dog)
@@ -243,7 +243,7 @@ def test_prompt_editing_changes_the_prompt_mid_run(provider, card):
 
 
 def test_infotext_carries_each_image_seed_and_is_stored_in_the_png(provider, card):
-    result = provider.generate(request(seed=77, batch_size=2, negative_prompt="blurry"), card)
+    result = provider.run(request(seed=77, batch_size=2, negative_prompt="blurry"), card)
     second = result.images[1]
     info = parse_infotext(read_infotext(second.data))
     assert info["Seed"] == "78" and info["Negative prompt"] == "blurry"
@@ -252,7 +252,7 @@ def test_infotext_carries_each_image_seed_and_is_stored_in_the_png(provider, car
 
 def test_progress_reports_every_step_and_cancel_stops_between_steps(provider, card):
     events = []
-    provider.generate(request(steps=4), card, progress=events.append)
+    provider.run(request(steps=4), card, progress=events.append)
     steps = [(e.step, e.total) for e in events if e.stage == "step"]
     assert steps == [(1, 4), (2, 4), (3, 4), (4, 4)]
 
@@ -261,7 +261,7 @@ def test_progress_reports_every_step_and_cancel_stops_between_steps(provider, ca
             raise CancelledError("stopped")
 
     with pytest.raises(CancelledError):
-        provider.generate(request(steps=4), card, progress=cancel)
+        provider.run(request(steps=4), card, progress=cancel)
 
 
 def test_missing_checkpoint_is_a_model_load_error_naming_the_path(provider, tmp_path):
@@ -279,7 +279,7 @@ def test_corrupt_checkpoint_is_a_model_load_error(provider, tmp_path):
 
 def test_missing_lora_is_a_model_load_error(provider, card):
     with pytest.raises(ModelLoadError, match="no_such_lora"):
-        provider.generate(request(prompt="a cat <lora:no_such_lora:1>"), card)
+        provider.run(request(prompt="a cat <lora:no_such_lora:1>"), card)
 
 
 def test_unknown_provider_option_names_the_key(provider, card):
@@ -287,13 +287,13 @@ def test_unknown_provider_option_names_the_key(provider, card):
     with pytest.raises(ConfigError, match="vae_tilling"):
         provider.check(bad, card)
     with pytest.raises(ConfigError, match="vae_tilling"):
-        provider.generate(bad, card)
+        provider.run(bad, card)
 
 
 def test_memory_options_keep_the_image(provider, card):
-    plain = provider.generate(request(), card)
+    plain = provider.run(request(), card)
     opts = {"local": {"attention_slicing": True, "vae_tiling": True}}
-    sliced = provider.generate(request(provider_options=opts), card)
+    sliced = provider.run(request(provider_options=opts), card)
     assert np.abs(pixels(plain.images[0]) - pixels(sliced.images[0])).max() <= 1
 
 
@@ -312,13 +312,13 @@ def test_cards_are_free_local_models_with_family(provider, card):
 def test_controlnet_applies_to_the_hires_pass_too(provider, card):
     pose = {"people": [{"pose_keypoints_2d": [32, 10, 1, 32, 20, 1] + [0.0] * 48}]}
     hires = HiresFix(scale=1.5, upscaler="Latent", steps=2, denoising_strength=0.5)
-    result = provider.generate(request(controlnets=[{"model": "tiny_openpose", "pose": pose}], hires=hires), card)
+    result = provider.run(request(controlnets=[{"model": "tiny_openpose", "pose": pose}], hires=hires), card)
     assert (result.images[0].width, result.images[0].height) == (96, 96)
 
 
 def test_unknown_hires_upscaler_lists_the_built_in_ones(provider, card):
     with pytest.raises(ConfigError, match="Latent \\(bicubic\\)"):
-        provider.generate(request(hires=HiresFix(upscaler="No Such Upscaler")), card)
+        provider.run(request(hires=HiresFix(upscaler="No Such Upscaler")), card)
 
 
 def test_esrgan_upscaler_file_without_spandrel_asks_for_the_upscale_extra(provider, card, tiny):
@@ -332,7 +332,7 @@ def test_esrgan_upscaler_file_without_spandrel_asks_for_the_upscale_extra(provid
     model_file.parent.mkdir(parents=True, exist_ok=True)
     model_file.write_bytes(b"")
     with pytest.raises(ConfigError, match="upscale"):
-        provider.generate(request(hires=HiresFix(upscaler="4x-Tiny", steps=1)), card)
+        provider.run(request(hires=HiresFix(upscaler="4x-Tiny", steps=1)), card)
 
 
 def test_esrgan_upscaler_through_spandrel(provider, card, tiny):
@@ -342,7 +342,7 @@ def test_esrgan_upscaler_through_spandrel(provider, card, tiny):
     model_file = tiny.models_dir / "ESRGAN" / "2x-TinyNet.pth"
     model_file.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=2).state_dict(), model_file)
-    result = provider.generate(request(hires=HiresFix(upscaler="2x-TinyNet", scale=2, steps=1)), card)
+    result = provider.run(request(hires=HiresFix(upscaler="2x-TinyNet", scale=2, steps=1)), card)
     assert (result.images[0].width, result.images[0].height) == (2 * SIZE, 2 * SIZE)
 
 
@@ -372,18 +372,18 @@ def test_demo_card_is_listed_only_when_the_demo_model_is_installed(provider):
 def test_controlnet_with_img2img_and_inpaint_runs(provider, card):
     from PIL import Image
 
-    init = provider.generate(request(), card).images[0].pil()
+    init = provider.run(request(), card).images[0].pil()
     mask = Image.new("L", (SIZE, SIZE), 255)
     unit = {"model": "tiny_openpose", "image": Image.new("RGB", (SIZE, SIZE), (255, 0, 0))}
-    img2img = provider.generate(request(init_image=init, denoising_strength=0.5, controlnets=[unit], batch_size=2),
+    img2img = provider.run(request(init_image=init, denoising_strength=0.5, controlnets=[unit], batch_size=2),
                                 card)
-    inpaint = provider.generate(request(init_image=init, mask_image=mask, controlnets=[unit, unit], batch_size=2),
+    inpaint = provider.run(request(init_image=init, mask_image=mask, controlnets=[unit, unit], batch_size=2),
                                 card)
     assert img2img.images[0].width == inpaint.images[0].width == SIZE
 
 
 def test_a_request_without_seed_gets_a_random_one_reported_per_image(provider, card):
-    result = provider.generate(request(seed=None, batch_size=2), card)
+    result = provider.run(request(seed=None, batch_size=2), card)
     first, second = (im.seed for im in result.images)
     assert second == first + 1
     assert f"Seed: {first}," in result.images[0].infotext
@@ -393,23 +393,23 @@ def test_a1111_kohya_format_lora_gives_the_same_image_as_the_diffusers_format(pr
     from tests.local_fixtures import to_kohya
 
     to_kohya(tiny.lora, tiny.models_dir / "Lora" / "tiny_style_kohya.safetensors")
-    diffusers_format = provider.generate(request(prompt="a red cat <lora:tiny_style:0.9>"), card)
-    kohya_format = provider.generate(request(prompt="a red cat <lora:tiny_style_kohya:0.9>"), card)
+    diffusers_format = provider.run(request(prompt="a red cat <lora:tiny_style:0.9>"), card)
+    kohya_format = provider.run(request(prompt="a red cat <lora:tiny_style_kohya:0.9>"), card)
     assert same_image(diffusers_format.images[0], kohya_format.images[0])
 
 
 def test_variation_strength_1_is_the_variation_seeds_own_image(provider, card):
     # slerp at 1 returns the variation noise exactly; with a deterministic sampler nothing else
     # draws from the generators, so the image is the plain run of the variation seed.
-    varied = provider.generate(request(seed=1234, variation_seed=99, variation_strength=1.0), card)
-    plain = provider.generate(request(seed=99), card)
+    varied = provider.run(request(seed=1234, variation_seed=99, variation_strength=1.0), card)
+    plain = provider.run(request(seed=99), card)
     assert np.array_equal(pixels(varied.images[0]), pixels(plain.images[0]))
 
 
 def test_variation_equals_diffusers_given_a1111_slerp_noise(provider, card, raw):
     from imagegen.providers.local._run import slerp
 
-    ours = provider.generate(request(seed=1234, variation_seed=99, variation_strength=0.3, batch_count=2), card)
+    ours = provider.run(request(seed=1234, variation_seed=99, variation_strength=0.3, batch_count=2), card)
     shape = (1, raw.unet.config.in_channels, SIZE // raw.vae_scale_factor, SIZE // raw.vae_scale_factor)
     seed_noise = torch.randn(shape, generator=torch.Generator().manual_seed(1234))[0]
     for index, subseed in enumerate((99, 100)):  # every image keeps the seed; image k uses subseed + k
@@ -438,7 +438,7 @@ def test_variation_on_img2img_is_ignored_with_a_warning(provider, card):
     from PIL import Image
 
     init = Image.new("RGB", (SIZE, SIZE), (200, 30, 30))
-    result = provider.generate(request(init_image=init, variation_seed=5, variation_strength=0.5,
+    result = provider.run(request(init_image=init, variation_seed=5, variation_strength=0.5,
                                        denoising_strength=0.5, batch_size=2), card)
     assert any("variation seed ignored" in w for w in result.warnings)
     assert [image.seed for image in result.images] == [1234, 1235]

@@ -45,7 +45,7 @@ def test_sdxl_pixels_equal_raw_diffusers(setup):
 
     pipe, provider, card = setup
     request = GenerateRequest(prompt="a red cat", seed=9, steps=3, width=64, height=64, sampler="Euler a")
-    ours = provider.generate(request, card)
+    ours = provider.run(request, card)
     pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace")
     reference = pipe("a red cat", negative_prompt="", num_inference_steps=3, guidance_scale=7.0, width=64, height=64,
                      generator=[torch.Generator("cpu").manual_seed(9)]).images[0]
@@ -59,7 +59,7 @@ def test_sdxl_weighted_long_prompt_and_hires_run(setup):
     prompt = "a (red:1.2) cat BREAK " + ", ".join(["a big tree on a hill"] * 15)
     request = GenerateRequest(prompt=prompt, seed=1, steps=2, width=64, height=64, clip_skip=2,
                               hires=HiresFix(scale=1.5, steps=2, denoising_strength=0.5))
-    result = provider.generate(request, card)
+    result = provider.run(request, card)
     assert (result.images[0].width, result.images[0].height) == (96, 96)
 
 
@@ -77,7 +77,7 @@ def test_sdxl_embedding_file_equals_diffusers_loading_each_encoder(setup, tmp_pa
 
     request = GenerateRequest(prompt="a red cat, xlthing, sd15only", seed=9, steps=3, width=64, height=64,
                               sampler="Euler a")
-    ours = provider.generate(request, card)
+    ours = provider.run(request, card)
     pipe.load_textual_inversion({"x": clip_l}, token="xlthing", text_encoder=pipe.text_encoder,
                                 tokenizer=pipe.tokenizer)
     pipe.load_textual_inversion({"x": clip_g}, token="xlthing", text_encoder=pipe.text_encoder_2,

@@ -30,7 +30,7 @@ def test_fault_storm_every_image_arrives_and_no_create_is_duplicated():
 
             async def one(i: int):
                 async with limit:
-                    return await provider.agenerate(GenerateRequest(prompt=f"storm {i}", seed=i), card)
+                    return await provider.arun(GenerateRequest(prompt=f"storm {i}", seed=i), card)
 
             return await asyncio.gather(*(one(i) for i in range(GENERATIONS)))
 

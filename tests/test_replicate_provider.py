@@ -63,7 +63,7 @@ MAPPINGS = [
 def test_each_flux_model_receives_its_own_input_names(fake, short, extra, expected):
     provider = make_provider(fake)
     c = card(provider, short)
-    result = provider.generate(GenerateRequest(**BASE, **extra), c)
+    result = provider.run(GenerateRequest(**BASE, **extra), c)
     (sent,) = creates(fake)
     assert sent.path == f"/v1/models/black-forest-labs/{short}/predictions"
     assert sent.headers["prefer"] == "wait"
@@ -79,7 +79,7 @@ def test_each_flux_model_receives_its_own_input_names(fake, short, extra, expect
 
 def test_batch_image_i_is_the_official_clients_image_with_seed_plus_i(fake):
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=40, batch_size=3,
+    result = provider.run(GenerateRequest(prompt="a fox", seed=40, batch_size=3,
                                                output_format="png"), card(provider, "flux-schnell"))
     client = fake.client()
     for i, image in enumerate(result.images):
@@ -93,7 +93,7 @@ def test_trained_version_runs_by_version_and_is_priced_per_second(fake):
     version = fake.add_model("me/my-lora")
     provider = make_provider(fake)
     c = provider.card_for(f"me/my-lora:{version.id}")
-    result = provider.generate(GenerateRequest(prompt="TOK dog", seed=1, cfg_scale=4,
+    result = provider.run(GenerateRequest(prompt="TOK dog", seed=1, cfg_scale=4,
                                                loras=[LoraRef(name="o/extra", weight=0.5)]), c)
     (sent,) = creates(fake)
     assert sent.path == "/v1/predictions" and sent.json["version"] == version.id
@@ -106,7 +106,7 @@ def test_trained_version_runs_by_version_and_is_priced_per_second(fake):
 def test_unknown_outcome_create_is_reconciled_not_resent(fake, kind):
     fake.fail_next(kind, on="create")
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+    result = provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert fake.create_count == 1 and len(creates(fake)) == 1
     assert result.raw["prediction_ids"] == list(fake.predictions)
     assert any(r.method == "GET" and r.path == "/v1/predictions" for r in fake.requests)
@@ -115,7 +115,7 @@ def test_unknown_outcome_create_is_reconciled_not_resent(fake, kind):
 def test_create_that_made_nothing_is_sent_again_after_the_search(fake):
     fake.fail_next("5xx", on="create")  # refused before anything was made
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+    result = provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert len(creates(fake)) == 2 and fake.create_count == 1 and len(result.images) == 1
 
 
@@ -124,7 +124,7 @@ def test_unsearchable_unknown_outcome_raises_with_what_is_known(fake):
     fake.fail_next("5xx", times=100, on="/v1/predictions", method="GET")
     provider = make_provider(fake, get_attempts=2)
     with pytest.raises(UnknownOutcomeError) as caught:
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert caught.value.retryable is False and fake.create_count == 1
     assert caught.value.detail["input"]["seed"] == 3 and "sent_at" in caught.value.detail
 
@@ -133,7 +133,7 @@ def test_429_on_create_waits_retry_after_then_creates_once(fake):
     fake.faults.retry_after_s = 1
     fake.fail_next("429", on="create")
     provider = make_provider(fake)
-    provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-schnell"))
+    provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-schnell"))
     first, second = creates(fake)
     assert second.time - first.time >= 0.95 and fake.create_count == 1
 
@@ -141,7 +141,7 @@ def test_429_on_create_waits_retry_after_then_creates_once(fake):
 def test_processing_reply_with_outputs_is_final_without_polling(fake):
     fake.fail_next("processing_with_output", on="create")
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+    result = provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert len(result.images) == 1 and len(fake.requests) == 1
 
 
@@ -155,7 +155,7 @@ def test_aborted_prediction_ends_the_wait_with_an_error(fake):
                 job.status = "aborted"
 
     with pytest.raises(ProviderError, match="aborted"):
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"),
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"),
                           progress=abort)
 
 
@@ -168,7 +168,7 @@ def test_cancel_from_progress_cancels_the_remote_predictions(fake):
             raise CancelledError("stop")
 
     with pytest.raises(CancelledError):
-        provider.generate(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
+        provider.run(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
                           card(provider, "flux-dev"), progress=stop)
     assert {job.status for job in fake.predictions.values()} == {"canceled"}
 
@@ -177,7 +177,7 @@ def test_model_failure_names_the_prediction(fake):
     fake.prediction_error = "CUDA out of memory"
     provider = make_provider(fake)
     with pytest.raises(ProviderError, match="CUDA out of memory") as caught:
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert caught.value.detail["prediction_id"] in fake.predictions
 
 
@@ -186,20 +186,20 @@ def test_outputs_from_other_hosts_over_http_are_refused(fake):
     provider = make_provider(fake)
     provider.settings.replicate_base_url = fake.base_url.replace("127.0.0.1", "localhost")
     with pytest.raises(ProviderError, match="refusing to download"):
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
 
 
 def test_download_size_cap(fake):
     fake.data_urls = "never"
     provider = make_provider(fake, max_download_bytes=100)
     with pytest.raises(ProviderError, match="larger than 100 bytes"):
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
 
 
 def test_served_outputs_are_downloaded_when_replies_hold_urls(fake):
     fake.data_urls = "never"
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+    result = provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     assert result.images[0].url.startswith(fake.base_url + "/delivery/")
     assert result.images[0].pil().format == "PNG"
 
@@ -211,13 +211,13 @@ def test_token_never_appears_in_reprs_errors_or_logs(fake, caplog):
                                        replicate_base_url=fake.base_url), policy=CallPolicy(**FAST))
     _OPEN.append(wrong)
     with pytest.raises(ProviderError) as refused:
-        wrong.generate(GenerateRequest(prompt="a fox", seed=3), card(wrong, "flux-dev"))
+        wrong.run(GenerateRequest(prompt="a fox", seed=3), card(wrong, "flux-dev"))
     assert refused.value.status == 401
     fake.fail_next("5xx_after_create", on="create")
     fake.fail_next("5xx", times=100, on="/v1/predictions", method="GET")
     provider.policy.get_attempts = 1
     with pytest.raises(UnknownOutcomeError) as unknown:
-        provider.generate(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
+        provider.run(GenerateRequest(prompt="a fox", seed=3), card(provider, "flux-dev"))
     seen = " ".join([repr(provider), repr(wrong), repr(provider.settings), str(refused.value),
                      repr(refused.value.detail), str(unknown.value), repr(unknown.value.detail),
                      caplog.text])
@@ -229,7 +229,7 @@ def test_concurrency_is_bounded(fake):
     provider = make_provider(fake, max_concurrency=2)
     import time
     started = time.perf_counter()
-    provider.generate(GenerateRequest(prompt="a fox", seed=3, batch_size=6), card(provider, "flux-schnell"))
+    provider.run(GenerateRequest(prompt="a fox", seed=3, batch_size=6), card(provider, "flux-schnell"))
     assert time.perf_counter() - started >= 0.6  # three rounds of two
 
 
@@ -238,7 +238,7 @@ def test_agenerate_fans_out_inside_a_running_loop(fake):
     provider = make_provider(fake)
 
     async def main():
-        return await asyncio.gather(*(provider.agenerate(
+        return await asyncio.gather(*(provider.arun(
             GenerateRequest(prompt=f"fox {i}", seed=i, batch_size=4), card(provider, "flux-schnell"))
             for i in range(3)))
 
@@ -256,7 +256,7 @@ def test_imagegen_excludes_replicate_without_token_but_lists_cards():
     with pytest.raises(Exception, match="REPLICATE_API_TOKEN is not set"):
         gen.route(GenerateRequest(prompt="a fox", model="replicate:black-forest-labs/flux-dev"))
     with pytest.raises(ConfigError, match="REPLICATE_API_TOKEN"):
-        provider.generate(GenerateRequest(prompt="a fox"), provider.models()[0])
+        provider.run(GenerateRequest(prompt="a fox"), provider.models()[0])
 
 
 def test_imagegen_result_carries_check_warnings_once(fake):
@@ -276,7 +276,7 @@ def test_schema_refusal_is_a_422_error_naming_the_field_and_nothing_is_created(f
     provider = make_provider(fake)
     c = provider.card_for(f"me/strict:{version.id}")
     with pytest.raises(ProviderError) as caught:
-        provider.generate(GenerateRequest(prompt="a fox", seed=1, output_format="png"), c)
+        provider.run(GenerateRequest(prompt="a fox", seed=1, output_format="png"), c)
     assert caught.value.status == 422 and caught.value.retryable
     assert "output_format" in str(caught.value.detail)
     assert fake.create_count == 0 and len(creates(fake)) == 1
@@ -284,7 +284,7 @@ def test_schema_refusal_is_a_422_error_naming_the_field_and_nothing_is_created(f
 
 def test_passthrough_reaches_the_model(fake):
     provider = make_provider(fake)
-    provider.generate(GenerateRequest(prompt="a fox", seed=1, provider_options={
+    provider.run(GenerateRequest(prompt="a fox", seed=1, provider_options={
         "replicate": {"go_fast": False, "disable_safety_checker": True}}), card(provider, "flux-dev"))
     (sent,) = creates(fake)
     assert sent.json["input"]["go_fast"] is False
@@ -293,7 +293,7 @@ def test_passthrough_reaches_the_model(fake):
 
 def test_grouped_outputs_cost_fewer_requests_but_only_first_seed_is_known(fake):
     provider = make_provider(fake)
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=10, batch_size=6, provider_options={
+    result = provider.run(GenerateRequest(prompt="a fox", seed=10, batch_size=6, provider_options={
         "replicate": {"num_outputs": 4}}), card(provider, "flux-schnell"))
     assert [i.seed for i in result.images] == [10, None, None, None, 14, None]
     assert len(creates(fake)) == 2 and len(result.images) == 6
@@ -304,7 +304,7 @@ def test_sync_generate_works_when_called_from_inside_an_event_loop(fake):
     provider = make_provider(fake)
 
     async def main():
-        return provider.generate(GenerateRequest(prompt="a fox", seed=1), card(provider, "flux-dev"))
+        return provider.run(GenerateRequest(prompt="a fox", seed=1), card(provider, "flux-dev"))
 
     assert len(asyncio.run(main()).images) == 1
 
@@ -316,7 +316,7 @@ def test_a_failed_prediction_keeps_the_paid_images_of_the_others(fake):
         if progress.stage == "download":
             fake.prediction_error = "CUDA out of memory"
 
-    result = provider.generate(GenerateRequest(prompt="a fox", seed=1, batch_size=2),
+    result = provider.run(GenerateRequest(prompt="a fox", seed=1, batch_size=2),
                                card(provider, "flux-schnell"), progress=fail_the_rest)
     assert [i.seed for i in result.images] == [1]
     assert any("1 of 2 predictions failed" in w and "CUDA" in w for w in result.warnings)
@@ -326,7 +326,7 @@ def test_a_failed_prediction_keeps_the_paid_images_of_the_others(fake):
 def test_nsfw_flag_fails_with_the_models_message(fake):
     provider = make_provider(fake)
     with pytest.raises(ProviderError, match="NSFW"):
-        provider.generate(GenerateRequest(prompt="an nsfw fox", seed=1), card(provider, "flux-schnell"))
+        provider.run(GenerateRequest(prompt="an nsfw fox", seed=1), card(provider, "flux-schnell"))
 
 
 def test_cancel_while_a_sync_create_is_held_finds_and_cancels_it(fake):
@@ -338,7 +338,7 @@ def test_cancel_while_a_sync_create_is_held_finds_and_cancels_it(fake):
             raise CancelledError("stop")
 
     with pytest.raises(CancelledError):
-        provider.generate(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
+        provider.run(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
                           card(provider, "flux-dev"), progress=stop)
     assert [job.status for job in fake.predictions.values()] == ["canceled"]
 
@@ -347,10 +347,10 @@ def test_sync_calls_reuse_one_connection_pool_until_close(fake):
     provider = make_provider(fake)
     c = card(provider, "flux-schnell")
     for seed in (1, 2, 3):
-        result = provider.generate(GenerateRequest(prompt="a fox", seed=seed), c)
+        result = provider.run(GenerateRequest(prompt="a fox", seed=seed), c)
         assert result.raw["requests"] == 1
     session = provider._shared
     assert session is not None and session.requests == 3
     provider.close()
     assert provider._shared is None
-    assert len(provider.generate(GenerateRequest(prompt="a fox", seed=4), c).images) == 1
+    assert len(provider.run(GenerateRequest(prompt="a fox", seed=4), c).images) == 1

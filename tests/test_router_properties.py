@@ -89,7 +89,7 @@ def test_no_constraint_is_ever_violated(cards, policy, request):
     for candidate in decision.candidates:
         card = candidate.card
         assert card.provider in PROVIDERS
-        assert PROVIDERS[card.provider].check(request, card).ok
+        assert PROVIDERS[card.provider].prepare(request, [card])[0].ok
         if policy.max_cost_per_image is not None:
             assert candidate.cost_usd / count <= policy.max_cost_per_image + 1e-12
         if policy.max_latency_s is not None:

@@ -48,10 +48,12 @@ class ScriptedProvider(BaseProvider):
                   for i in range(request.image_count)]
         return GenerateResult(images=images, cost_usd=self.price * len(images), latency_s=self.took or 0.0)
 
-    def generate(self, request, card, *, progress=None):
+    def generate(self, prepared, *, progress=None):
+        request = prepared.request
         return self._paint(request)
 
-    async def agenerate(self, request, card, *, progress=None):
+    async def agenerate(self, prepared, *, progress=None):
+        request = prepared.request
         await asyncio.sleep(self.delay)
         return self._paint(request)
 

@@ -22,7 +22,7 @@ from imagegen.prompt.a1111 import extract_extra_networks
 from imagegen.prompt.translate import unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
-from ..base import BaseProvider, CheckResult, ProgressCallback, check_capabilities
+from ..base import BaseProvider, Prepared, ProgressCallback, runnable
 from ._embeddings import find_embeddings, mentioned
 from ._files import (
     addnet_hash,
@@ -103,33 +103,25 @@ class LocalProvider(BaseProvider):
 
     # -- checks ---------------------------------------------------------------------------
 
-    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
-        result = check_capabilities(request, card)
-        result.warnings += _request_warnings(request)
-        return result
-
-    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
-                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
-        """`check` and `estimate_cost` for many cards: what depends on the request alone (its
-        options, sampler, prompt) is worked out once, not once per card."""
-        if type(self).check is not LocalProvider.check:  # a subclass's own check, per card
-            return super().check_many(request, cards, needs)
+    def prepare(self, request: GenerateRequest, cards: list[ModelCard],
+                needs: RequestNeeds | None = None) -> list[Prepared]:
+        """The generic check per card, plus what depends on the request alone (its options,
+        sampler, prompt), worked out once for all cards; raises on bad provider options."""
         needs = request.needs() if needs is None else needs
         extra = _request_warnings(request)
-        cost_of = self.cost_function(request, needs)
-        results: list[tuple[CheckResult, float | None]] = []
+        prepared = []
         for card in cards:
-            result = check_capabilities(request, card, needs)
-            result.warnings += extra
-            results.append((result, None if result.missing else cost_of(card)))
-        return results
+            one = self.prepare_one(request, card, needs)
+            one.warnings += extra
+            prepared.append(one)
+        return prepared
 
     # -- generation -----------------------------------------------------------------------
 
-    def generate(self, request: GenerateRequest, card: ModelCard, *,
-                 progress: ProgressCallback | None = None) -> GenerateResult:
+    def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult:
+        runnable(prepared)
         with self._lock:
-            return self._generate(request, card, progress)
+            return self._generate(prepared.request, prepared.card, progress)
 
     def _generate(self, request: GenerateRequest, card: ModelCard,
                   progress: ProgressCallback | None) -> GenerateResult:

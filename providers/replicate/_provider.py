@@ -10,17 +10,26 @@ then run on that loop's thread).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from imagegen.errors import ConfigError, ProviderError
+from imagegen.errors import ProviderError
 from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
-from ..base import BaseProvider, CheckResult, Progress, ProgressCallback, check_capabilities
+from ..base import (
+    BaseProvider,
+    Prepared,
+    Progress,
+    ProgressCallback,
+    check_capabilities,
+    price_estimate,
+    runnable,
+)
 from ._downloads import fetch_output
 from ._loop import LoopThread
 from ._schemas import REPLICATE_TO_FORMAT, finetune_card, official_cards, target_for
@@ -67,52 +76,48 @@ class ReplicateProvider(BaseProvider):
     def card_for(self, model: str) -> ModelCard | None:
         return finetune_card(model)
 
-    def check(self, request: GenerateRequest, card: ModelCard) -> CheckResult:
-        result = check_capabilities(request, card)
-        if not self.settings.token():
-            result.missing.insert(0, NO_TOKEN)
-        missing, warnings = _translation_notes(request, card, {})
-        result.missing.extend(missing)
-        result.warnings.extend(warnings)
-        return result
-
-    def check_many(self, request: GenerateRequest, cards: list[ModelCard],
-                   needs: RequestNeeds | None = None) -> list[tuple[CheckResult, float | None]]:
-        """`check` and `estimate_cost` for many cards, translating the request once per Flux
-        model rather than once per card (a user's fine-tunes all share one base model)."""
-        if type(self).check is not ReplicateProvider.check:  # a subclass's own check, per card
-            return super().check_many(request, cards, needs)
+    def prepare(self, request: GenerateRequest, cards: list[ModelCard],
+                needs: RequestNeeds | None = None) -> list[Prepared]:
+        """The generic check, the token, and the translation into predictions, per card. The
+        translation is made once per Flux model, not once per card (a user's fine-tunes all
+        share one base model), and is what `generate` sends."""
         needs = request.needs() if needs is None else needs
-        cost_of = self.cost_function(request, needs)
         no_token = not self.settings.token()
-        plans: dict[tuple[int, str], tuple[list[str], list[str]]] = {}
-        results: list[tuple[CheckResult, float | None]] = []
+        plans: dict[tuple[int, str], Plan | None] = {}
+        prepared = []
         for card in cards:
-            result = check_capabilities(request, card, needs)
+            one = check_capabilities(request, card, needs)
             if no_token:
-                result.missing.insert(0, NO_TOKEN)
-            missing, warnings = _translation_notes(request, card, plans)
-            result.missing.extend(missing)
-            result.warnings.extend(warnings)
-            results.append((result, None if result.missing else cost_of(card)))
-        return results
+                one.missing.insert(0, NO_TOKEN)
+            plan = _plan_for(request, card, plans)
+            if plan is None:
+                one.missing.append(f"{card.model} is not a Flux model this adapter can translate")
+            else:
+                one.missing.extend(plan.missing)
+                one.warnings.extend(plan.warnings)
+                one.plan = plan
+            if one.ok:
+                one.cost_usd = price_estimate(card, needs.width, needs.height, needs.images)
+            prepared.append(one)
+        return prepared
 
     # -- generation -----------------------------------------------------------------------
 
-    def generate(self, request: GenerateRequest, card: ModelCard, *,
-                 progress: ProgressCallback | None = None) -> GenerateResult:
+    def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult:
         """Runs on the provider's own event loop thread, reusing its connections."""
+        runnable(prepared)
         with self._lock:
             if self._loop is None:
                 self._loop = LoopThread("imagegen-replicate")
-        return self._loop.run(self._generate_shared(request, card, progress),
+        return self._loop.run(self._generate_shared(prepared, progress),
                               cancel_grace_s=self.policy.cancel_grace_s + 3)
 
-    async def agenerate(self, request: GenerateRequest, card: ModelCard, *,
+    async def agenerate(self, prepared: Prepared, *,
                         progress: ProgressCallback | None = None) -> GenerateResult:
         """Runs on the caller's loop with connections of its own for this call."""
+        runnable(prepared)
         async with self._new_session() as session:
-            return await self._generate_with(session, request, card, progress)
+            return await self._generate_with(session, prepared, progress)
 
     def close(self) -> None:
         with self._lock:
@@ -127,21 +132,15 @@ class ReplicateProvider(BaseProvider):
         return ReplicateSession(self.settings.token() or "", self.settings.replicate_base_url,
                                 self.policy, self._claimed)
 
-    async def _generate_shared(self, request: GenerateRequest, card: ModelCard,
-                               progress: ProgressCallback | None) -> GenerateResult:
+    async def _generate_shared(self, prepared: Prepared, progress: ProgressCallback | None) -> GenerateResult:
         if self._shared is None:  # only this loop's thread gets here: no race
             self._shared = await self._new_session().__aenter__()
-        return await self._generate_with(self._shared, request, card, progress)
+        return await self._generate_with(self._shared, prepared, progress)
 
-    async def _generate_with(self, session: ReplicateSession, request: GenerateRequest,
-                             card: ModelCard, progress: ProgressCallback | None) -> GenerateResult:
-        check = self.check(request, card)
-        if not check.ok:
-            raise ConfigError(f"{card.id} cannot serve this request: {'; '.join(check.missing)}")
-        seed = request.seed if request.seed_fixed else random.randint(0, SEED_MAX)
-        plan = plan_request(request, card, seed=seed)
+    async def _generate_with(self, session: ReplicateSession, prepared: Prepared,
+                             progress: ProgressCallback | None) -> GenerateResult:
         counter = start_request_count()
-        run = _Run(session, plan, card, request, progress)
+        run = _Run(session, prepared.plan, prepared.card, prepared.request, progress)
         try:
             outcomes = await run.all()
         finally:
@@ -292,22 +291,22 @@ class _Run:
                  "errors": [str(e) for e in errors]})
 
 
-def _translation_notes(request: GenerateRequest, card: ModelCard,
-                       plans: dict[tuple[int, str], tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
-    """(missing, warnings) of translating ``request`` for ``card``, memoised in ``plans``.
-
-    A plan's problems depend on the request and the card's Flux model alone (the card's name
-    appears only in messages about raw provider options), so that is the memo key.
-    """
+def _plan_for(request: GenerateRequest, card: ModelCard,
+              plans: dict[tuple[int, str], Plan | None]) -> Plan | None:
+    """The translation of ``request`` for ``card`` (None: not a model this adapter knows),
+    memoised in ``plans`` by what it depends on: the card's Flux model, and the card's name only
+    when raw provider options are given (it appears in their messages). A shared plan gets
+    the card's own target."""
     try:
-        flux = target_for(card).flux
-        key = (id(flux), card.model if request.provider_options.get("replicate") else "")
-        if key not in plans:
-            plan = plan_request(request, card, seed=0)
-            plans[key] = (plan.missing, plan.warnings)
+        target = target_for(card)
     except KeyError:
-        return [f"{card.model} is not a Flux model this adapter can translate"], []
-    return plans[key]
+        return None
+    key = (id(target.flux), card.model if request.provider_options.get("replicate") else "")
+    if key not in plans:
+        # The client resolves a random seed before preparing; a direct call gets one here.
+        plans[key] = plan_request(request, card, seed=random.randint(0, SEED_MAX))
+    plan = plans[key]
+    return plan if plan.target == target else dataclasses.replace(plan, target=target)
 
 
 def _failure(prediction: dict[str, Any]) -> ProviderError:
