@@ -231,11 +231,13 @@ def win_matrix(battles: Iterable[Battle]) -> dict[tuple[str, str], tuple[float, 
     return {k: (v[0], int(v[1])) for k, v in cells.items()}
 
 
-def least_sure_pair(models: Sequence[str], battles: Sequence[Battle]) -> tuple[str, str] | None:
+def least_sure_pair(models: Sequence[str], battles: Sequence[Battle], *,
+                    fits: Callable[[str, str], bool] | None = None) -> tuple[str, str] | None:
     """The pair whose next vote teaches the most: the widest combined uncertainty of the two
     ratings (standard errors in quadrature, a model with no votes counting as very unsure),
     weighted by how close the pair is expected to be (a sure win teaches little); among equals,
-    the pair with the fewest head-to-head votes, then by name."""
+    the pair with the fewest head-to-head votes, then by name. ``fits(a, b)``: pairs allowed
+    (e.g. those within a budget); None when no pair is."""
     models = sorted(dict.fromkeys(models))
     if len(models) < 2:
         return None
@@ -252,5 +254,5 @@ def least_sure_pair(models: Sequence[str], battles: Sequence[Battle]) -> tuple[s
         p = expected_score(fitted.get(a, INIT_RATING), fitted.get(b, INIT_RATING))
         return (-se * 4.0 * p * (1.0 - p), head[pair], pair)
 
-    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
-    return min(pairs, key=key)
+    pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:] if fits is None or fits(a, b)]
+    return min(pairs, key=key) if pairs else None
