@@ -167,17 +167,23 @@ def parse_version(text: Any) -> tuple | None:
         pre = _ABOVE
     post = (1, int(post_n or 0)) if has_post else _BELOW
     dev = (1, int(match["dev_n"] or 0)) if match["dev_l"] else _ABOVE
-    local = _BELOW
+    local: tuple = _BELOW
     if match["local"]:
         local = (1, tuple((1, int(p), "") if p.isdigit() else (0, 0, p.lower())
                           for p in re.split(r"[-_.]", match["local"])))
     return (int(match["epoch"] or 0), tuple(release), pre, post, dev, local)
 
 
-_V160 = parse_version("1.6.0")
-_V170_TSNR = parse_version("v1.7.0-225")
-_V180 = parse_version("1.8.0")
-_V180_HR_STYLES = parse_version("1.8.0-139")
+def _known_version(text: str) -> tuple:
+    key = parse_version(text)
+    assert key is not None
+    return key
+
+
+_V160 = _known_version("1.6.0")
+_V170_TSNR = _known_version("v1.7.0-225")
+_V180 = _known_version("1.8.0")
+_V180_HR_STYLES = _known_version("1.8.0-139")
 
 
 def _backcompat(res: InfotextParams, added: list[str]) -> None:
