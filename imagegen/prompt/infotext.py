@@ -221,10 +221,10 @@ def _restore_old_hires_fix(res: InfotextParams) -> bool:
     first_w, first_h = res.get("First pass size-1"), res.get("First pass size-2")
     if first_w is None or first_h is None:
         return False
-    sizes = [_size(value) for value in (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h)]
-    if None in sizes:
+    width, height, first_w, first_h = (
+        _size(value) for value in (res.get("Size-1", 512), res.get("Size-2", 512), first_w, first_h))
+    if width is None or height is None or first_w is None or first_h is None:
         return False  # not an image size A1111 could have written
-    width, height, first_w, first_h = sizes
     if width * height == 0:
         return False  # not an image size A1111 could have written
     if first_w == 0 or first_h == 0:  # A1111's old automatic first pass of about 512x512
