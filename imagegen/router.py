@@ -60,7 +60,7 @@ class RoutePolicy(BaseModel):
     require_negative_prompt: bool = False  # a card that would drop the negative prompt is excluded
     unknown_elo: Literal["last", "exclude"] | float = "last"
     elo_source: Literal["shipped", "user", "blend"] = "shipped"
-    blend_votes: float = Field(default=30.0, gt=0)  # votes at which user and shipped count equally
+    blend_votes: float = Field(default=30.0, gt=0)  # effective votes at which user and shipped count equally
     max_attempts: int = Field(default=3, ge=1, le=10)
 
     @field_validator("weights")
@@ -209,11 +209,15 @@ class Router:
             if card.id not in user:
                 return base, note
             rating, games = user[card.id]
+            # confidence: the votes' information in even games (imagegen.arena.information);
+            # a lopsided vote says less than a close one. Plain (rating, games) pairs count games.
+            n = getattr(user[card.id], "effective_games", games)
             rating += offset
             if base is None:
                 return rating, f"your votes, {games} games"
-            w = games / (games + policy.blend_votes)
-            return (1 - w) * base + w * rating, f"blend: {note} + your votes ({games} games, weight {w:.2f})"
+            w = n / (n + policy.blend_votes)
+            return (1 - w) * base + w * rating, (f"blend: {note} + your votes ({games} games, {n:.1f} effective, "
+                                                 f"weight {w:.2f})")
 
         return blend
 
