@@ -110,6 +110,7 @@ def generate(
     output_format: Optional[str] = typer.Option(None, "--format", help="png | jpeg | webp"),
     budget: Optional[float] = typer.Option(None, help="Refuse to spend more than this many USD."),
     out: Path = typer.Option(Path("."), "-o", "--out", help="Output directory."),
+    record: bool = typer.Option(False, "--record", help="Also keep the images in the arena gallery."),
 ) -> None:
     """Generate images and save them with their A1111 parameters."""
     overrides: dict[str, Any] = {
@@ -136,6 +137,10 @@ def generate(
                     console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {request.prompt}")
                 result = _generate_with_progress(gen, request)
                 _print_result(result, result.save(out))
+                if record:
+                    from .arena import record_result
+
+                    record_result(request, result, home=gen.settings.home)
 
     run_guarded(job)
 
@@ -395,6 +400,15 @@ def arena_ratings(method: str = typer.Option("bt", help="bt (Bradley-Terry) or e
         console.print(table)
 
     run_guarded(job)
+
+
+def _arena_serve_command() -> None:
+    from .arena._cli import serve
+
+    arena_app.command("serve")(serve)
+
+
+_arena_serve_command()
 
 
 # -- emulator ---------------------------------------------------------------------------
