@@ -82,19 +82,23 @@ def to_sd(request: GenerateRequest) -> str:
     return split_sd_prompt(request)[0]
 
 
+def sd_prompt_text(request: GenerateRequest) -> str:
+    """The prompt as A1111 text, LoRA tags kept: Midjourney `::` parts become A1111 weights
+    (their `::-w` parts are already in the negative prompt); other prompts are as written."""
+    parts = multi_prompt_parts(request)
+    if parts is None:
+        return request.prompt
+    positive = [(text, weight) for text, weight in parts if weight >= 0]
+    total = sum(weight for _, weight in positive) or 1.0
+    # Midjourney weights are relative; scale them so they average 1 like A1111's.
+    scale = len(positive) / total
+    return ", ".join(format_weighted(text, weight * scale) for text, weight in positive)
+
+
 def split_sd_prompt(request: GenerateRequest) -> tuple[str, list[LoraRef], list[str]]:
     """(weighted text, LoRAs from `request.loras` plus prompt tags, warnings) for local SD."""
     warnings: list[str] = []
-    parts = multi_prompt_parts(request)
-    if parts is not None:
-        positive = [(text, weight) for text, weight in parts if weight >= 0]
-        total = sum(weight for _, weight in positive) or 1.0
-        # Midjourney weights are relative; scale them so they average 1 like A1111's.
-        scale = len(positive) / total
-        prompt = ", ".join(format_weighted(text, weight * scale) for text, weight in positive)
-    else:
-        prompt = request.prompt
-    text, tagged = extract_extra_networks(prompt, warnings)
+    text, tagged = extract_extra_networks(sd_prompt_text(request), warnings)
     loras = list(request.loras)
     named = {lora.name for lora in loras}
     for lora in tagged:
@@ -143,5 +147,5 @@ def _unique(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-__all__ = ["multi_prompt_parts", "plain_text", "split_sd_prompt", "to_flux", "to_midjourney", "to_sd",
-           "unsupported_midjourney_options"]
+__all__ = ["multi_prompt_parts", "plain_text", "sd_prompt_text", "split_sd_prompt", "to_flux", "to_midjourney",
+           "to_sd", "unsupported_midjourney_options"]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
 from imagegen.errors import ConfigError, ModelLoadError
 from imagegen.prompt.a1111 import extract_extra_networks
-from imagegen.prompt.translate import unsupported_midjourney_options
+from imagegen.prompt.translate import sd_prompt_text, unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
 from ..base import BaseProvider, Prepared, ProgressCallback, runnable
@@ -148,7 +148,8 @@ class LocalProvider(BaseProvider):
         model, load_s = self.cache.get(path, device, dtype, cpu_offload=offload,
                                        config=Path(opts["config"]) if "config" in opts else None)
 
-        prompt, tag_loras = extract_extra_networks(request.prompt, warnings)
+        # Midjourney `::` weights reach the model as A1111 weights (the infotext shows them too)
+        prompt, tag_loras = extract_extra_networks(sd_prompt_text(request), warnings)
         loras = [*tag_loras, *request.loras]
         lora_files = [(resolve_lora(lora.name, self.settings.models_dir), lora.weight) for lora in loras]
         model.set_loras(lora_files)
@@ -236,7 +237,8 @@ class LocalProvider(BaseProvider):
         if model.path.is_file() and model.file_hash is None:
             model.file_hash = file_hash(model.path)[:10]
         extra_tags = " ".join(lora_tag(lora.name, lora.weight) for lora in request.loras)
-        prompt = f"{request.prompt} {extra_tags}" if extra_tags else request.prompt
+        written = sd_prompt_text(request)
+        prompt = f"{written} {extra_tags}" if extra_tags else written
         hires = request.hires
         denoise = hires.denoising_strength if hires else (
             spec.denoising_strength if spec.init_image is not None else None)
