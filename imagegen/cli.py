@@ -1,11 +1,15 @@
 """The `imagegen` command: a thin skin over the library, like `llm`'s CLI.
 
-Exit codes: 0 ok; 2 a bad option, prompt or request (one line naming the field); 1 a provider
-or routing failure. No traceback unless `--debug`.
+Exit codes: 0 ok; 2 a bad option, prompt, request or input file (one line naming the field
+or file); 1 a failure at run time: a provider, routing or budget refusal, a busy port, a file
+that cannot be written, nothing to show. Every error is one line on stderr; `--debug` shows
+the traceback instead. Output piped elsewhere is never wrapped (a model id stays on one line).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -15,8 +19,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from .errors import ConfigError, FineTuneError, ImageGenError, PromptSyntaxError
+from .errors import ConfigError, FineTuneError, ImageGenError, ImageReadError, PromptSyntaxError
 from .request import GenerateRequest, HiresFix, LoraRef
 from .settings import Settings
 
@@ -24,13 +29,44 @@ if TYPE_CHECKING:
     from .client import ImageGen
     from .router import RouteDecision
 
+try:  # typer >= 0.16 vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
+
+
+class _OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument) as one line and exit 2, like ours,
+    instead of click's usage box."""
+
+    def main(self, args: Any = None, prog_name: Any = None, complete_var: Any = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(argv, prog_name, complete_var, False, **extra)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `imagegen`: the help, as before
+                return super().main(argv, prog_name, complete_var, True, **extra)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            err.print(f"[red]error:[/red] {escape(message)}{escape(hint)}", highlight=False)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(help="Generate images on local Stable Diffusion or Replicate's Flux models.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  cls=_OneLineErrors)
+# Piped or redirected output is read by programs: never wrap it (a folded model id breaks grep).
+_PIPE_WIDTH = 100_000
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 _state = {"debug": False}
 
-USAGE_ERRORS = (ValidationError, PromptSyntaxError, ConfigError, FineTuneError, ValueError)
+USAGE_ERRORS = (ValidationError, PromptSyntaxError, ConfigError, FineTuneError, ImageReadError, ValueError)
 
 
 @app.callback()
@@ -54,6 +90,22 @@ def run_guarded(fn: Any) -> Any:
             raise
         err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
         raise typer.Exit(1) from None
+    except OSError as exc:  # a disk, a folder or a port, not a bug
+        if _state["debug"]:
+            raise
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        err.print(f"[red]error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --debug
+        if _state["debug"]:
+            raise
+        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(_one_line(str(exc)))} "
+                  "(a bug: run again with --debug for the traceback and report it)", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def describe_error(exc: Exception) -> str:
@@ -66,20 +118,56 @@ def describe_error(exc: Exception) -> str:
     return " ".join(str(exc).split("\n")[0:1]) if not isinstance(exc, FineTuneError) else str(exc)
 
 
-def make_client(strategy: str | None = None, budget: float | None = None) -> ImageGen:
+def make_client(strategy: str | None = None, budget: float | None = None, **constraints: Any) -> ImageGen:
+    """``constraints``: RoutePolicy fields given on the command line (max_cost_per_image,
+    min_elo, local_only, elo_source); the ones not given keep the policy's defaults."""
     from .client import ImageGen
+
+    return ImageGen(policy=make_policy(strategy, **constraints), budget_usd=budget)
+
+
+def make_policy(strategy: str | None = None, **constraints: Any) -> Any:
     from .router import RoutePolicy
 
-    policy = RoutePolicy(strategy=strategy) if strategy else None
-    return ImageGen(policy=policy, budget_usd=budget)
+    given = {k: v for k, v in constraints.items() if v is not None and v is not False}
+    if strategy:
+        given["strategy"] = strategy
+    return RoutePolicy(**given) if given else None
+
+
+# The routing options `generate` and `route` share (RoutePolicy fields).
+_MAX_COST = typer.Option(None, "--max-cost", min=0.0, help="Most USD per image a model may cost.")
+_MIN_ELO = typer.Option(None, "--min-elo", help="Only models rated at least this (Elo; unrated ones are out).")
+_LOCAL_ONLY = typer.Option(False, "--local-only", help="Only models that run on this machine.")
+_ELO_SOURCE = typer.Option(None, "--elo-source",
+                           help="Quality ratings: shipped (the catalog's), user (your arena votes) or blend.")
 
 
 def parse_lora(text: str) -> LoraRef:
     name, _, weight = text.rpartition(":") if ":" in text else (text, "", "1")
     try:
-        return LoraRef(name=name or text, weight=float(weight))
-    except ValueError:
-        raise typer.BadParameter(f"--lora {text!r}: expected NAME or NAME:WEIGHT") from None
+        number = float(weight)
+    except ValueError:  # a name holding ':' (a path, a URL), no weight
+        name, number = text, 1.0
+    return LoraRef(name=name or text, weight=number)
+
+
+def _checked_out_dir(out: Path) -> Path:
+    """Create the output folder before anything is paid for, and prove it takes files."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".imagegen-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a usable folder name"
+        raise ConfigError(f"--out {ascii(str(out)) if not str(out).isprintable() else out}: "
+                          f"cannot write images there ({reason})") from None
+    return out
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
 
 # -- generate ---------------------------------------------------------------------------
@@ -108,30 +196,42 @@ def generate(
     batch_size: Optional[int] = typer.Option(None),
     batch_count: Optional[int] = typer.Option(None),
     output_format: Optional[str] = typer.Option(None, "--format", help="png | jpeg | webp"),
-    budget: Optional[float] = typer.Option(None, help="Refuse to spend more than this many USD."),
+    budget: Optional[float] = typer.Option(None, min=0.0, help="Refuse to spend more than this many USD."),
+    max_cost: Optional[float] = _MAX_COST,
+    min_elo: Optional[float] = _MIN_ELO,
+    local_only: bool = _LOCAL_ONLY,
+    elo_source: Optional[str] = _ELO_SOURCE,
     out: Path = typer.Option(Path("."), "-o", "--out", help="Output directory."),
     record: bool = typer.Option(False, "--record", help="Also keep the images in the arena gallery."),
 ) -> None:
-    """Generate images and save them with their A1111 parameters."""
-    overrides: dict[str, Any] = {
-        "model": model, "negative_prompt": negative, "width": width, "height": height, "steps": steps,
-        "cfg_scale": cfg, "sampler": sampler, "scheduler": scheduler, "seed": seed,
-        "variation_seed": variation_seed, "variation_strength": variation_strength, "clip_skip": clip_skip,
-        "vae": vae, "batch_size": batch_size, "batch_count": batch_count, "output_format": output_format,
-    }
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if lora:
-        overrides["loras"] = [parse_lora(item) for item in lora]
-    if hires is not None:
-        overrides["hires"] = HiresFix(scale=hires, **({"denoising_strength": denoise} if denoise is not None else {}))
-    if init_image is not None:
-        overrides["init_image"] = init_image
-        if denoise is not None:
-            overrides["denoising_strength"] = denoise
+    """Generate images and save them with their A1111 parameters.
+
+    `--repeat N` with a fixed seed varies it: repeat k starts at seed + k x images per job."""
+    constraints = {"max_cost_per_image": max_cost, "min_elo": min_elo, "local_only": local_only,
+                   "elo_source": elo_source}
 
     def job() -> None:
+        overrides: dict[str, Any] = {
+            "model": model, "negative_prompt": negative, "width": width, "height": height, "steps": steps,
+            "cfg_scale": cfg, "sampler": sampler, "scheduler": scheduler, "seed": seed,
+            "variation_seed": variation_seed, "variation_strength": variation_strength, "clip_skip": clip_skip,
+            "vae": vae, "batch_size": batch_size, "batch_count": batch_count, "output_format": output_format,
+        }
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if lora:
+            overrides["loras"] = [parse_lora(item) for item in lora]
+        if denoise is not None and hires is None and init_image is None:
+            raise ConfigError("--denoise sets the strength of --hires or --init-image; give one of them "
+                              "(or leave --denoise out)")
+        if hires is not None:
+            overrides["hires"] = _hires_fix(hires, denoise if init_image is None else None)
+        if init_image is not None:
+            overrides["init_image"] = init_image
+            if denoise is not None:
+                overrides["denoising_strength"] = denoise
         requests = GenerateRequest.expand_midjourney(prompt, **overrides)
-        with make_client(strategy, budget) as gen:
+        _checked_out_dir(out)
+        with make_client(strategy, budget, **constraints) as gen:
             for index, request in enumerate(requests):
                 if len(requests) > 1:
                     console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {request.prompt}")
@@ -143,6 +243,16 @@ def generate(
                     record_result(request, result, home=gen.settings.home)
 
     run_guarded(job)
+
+
+def _hires_fix(scale: float, denoise: float | None) -> HiresFix:
+    """The --hires fix; its errors name the options, not HiresFix's fields."""
+    try:
+        return HiresFix(scale=scale, **({"denoising_strength": denoise} if denoise is not None else {}))
+    except ValidationError as exc:
+        flags = {"scale": "--hires", "denoising_strength": "--denoise"}
+        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("; ".join(problems)) from None
 
 
 def _generate_with_progress(gen: ImageGen, request: GenerateRequest) -> Any:
@@ -176,16 +286,37 @@ def route(
     prompt: str = typer.Argument(...),
     strategy: Optional[str] = typer.Option(None, help="cost | quality | speed | balanced"),
     model: Optional[str] = typer.Option(None, "--model", "-m"),
+    budget: Optional[float] = typer.Option(None, min=0.0, help="USD left to spend: dearer models are out."),
+    max_cost: Optional[float] = _MAX_COST,
+    min_elo: Optional[float] = _MIN_ELO,
+    local_only: bool = _LOCAL_ONLY,
+    elo_source: Optional[str] = _ELO_SOURCE,
+    as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Show which model the router would choose, the ranked candidates, and why others are out."""
 
     def job() -> None:
         overrides = {"model": model} if model else {}
         request = GenerateRequest.from_midjourney(prompt, **overrides)
-        with make_client(strategy) as gen:
-            console.print(route_table(gen.route(request)))
+        with make_client(strategy, budget, max_cost_per_image=max_cost, min_elo=min_elo,
+                         local_only=local_only, elo_source=elo_source) as gen:
+            decision = gen.route(request)
+            if as_json:
+                _emit_json(route_json(decision))
+            else:
+                console.print(route_table(decision))
 
     run_guarded(job)
+
+
+def route_json(decision: RouteDecision) -> dict[str, Any]:
+    return {
+        "strategy": decision.strategy,
+        "chosen": decision.chosen.id,
+        "candidates": [{"model": c.card.id, "score": c.score, "cost_usd": c.cost_usd,
+                        "latency_s": c.latency_s, "warnings": list(c.warnings)} for c in decision.candidates],
+        "excluded": [{"model": e.card.id, "reason": e.reason} for e in decision.excluded],
+    }
 
 
 def route_table(decision: RouteDecision) -> Table:
@@ -202,11 +333,14 @@ def route_table(decision: RouteDecision) -> Table:
 
 
 @app.command()
-def models() -> None:
+def models(as_json: bool = typer.Option(False, "--json", help="Print every card as JSON.")) -> None:
     """The catalog: price, Elo (with source and date), latency, capabilities."""
 
     def job() -> None:
         with make_client() as gen:
+            if as_json:
+                _emit_json([card.model_dump(mode="json") for card in gen.models()])
+                return
             table = Table(title="models")
             for column in ("model", "family", "price", "Elo", "latency", "capabilities"):
                 table.add_column(column, overflow="fold")
@@ -244,16 +378,26 @@ def _caps(card: Any) -> str:
 def info(
     image: Path = typer.Argument(..., exists=True, dir_okay=False),
     as_request: bool = typer.Option(False, "--as-request", help="Print it as GenerateRequest JSON."),
+    as_json: bool = typer.Option(False, "--json", help="Print the text and its parsed parameters as JSON."),
 ) -> None:
     """Print the A1111 parameters stored in a PNG, JPEG or WebP."""
+    from .prompt.infotext import parse_infotext
     from .result import read_infotext
 
     def job() -> None:
         text = read_infotext(image)
         if not text:
-            err.print(f"[red]error:[/red] {image}: no generation parameters stored in this image")
+            err.print(f"[red]error:[/red] {escape(str(image))}: no generation parameters stored in this image",
+                      highlight=False)
             raise typer.Exit(1)
-        if as_request:
+        if as_json:
+            try:
+                request: Any = GenerateRequest.from_infotext(text).model_dump(mode="json", exclude_defaults=True)
+            except (ValidationError, PromptSyntaxError) as exc:
+                request = {"error": describe_error(exc)}
+            _emit_json({"file": str(image), "infotext": text, "parameters": dict(parse_infotext(text)),
+                        "request": request})
+        elif as_request:
             request = GenerateRequest.from_infotext(text)
             console.print_json(request.model_dump_json(exclude_defaults=True))
         else:
@@ -264,38 +408,47 @@ def info(
 
 # -- fine-tunes -------------------------------------------------------------------------
 
-finetune_app = typer.Typer(help="Cloud LoRA fine-tunes on Replicate.", no_args_is_help=True)
+finetune_app = typer.Typer(help="LoRA fine-tunes on a provider's trainer (cloud or local). Commands that "
+                                "print a job exit 1 when it failed.", no_args_is_help=True)
 app.add_typer(finetune_app, name="finetune")
 
 
 @finetune_app.command("create")
 def finetune_create(
     images: Path = typer.Argument(..., exists=True, help="Folder of images (captions as .txt beside them) or a .zip."),
-    destination: str = typer.Option(..., "--destination", "-d", help="owner/name of the new model."),
+    destination: Optional[str] = typer.Option(None, "--destination", "-d",
+                                              help="owner/name of the new model (cloud trainers)."),
+    trainer: str = typer.Option("auto", help="The provider that trains (auto: the base model's, else the first)."),
+    base: Optional[str] = typer.Option(None, help="Model to train on, e.g. local:sd15 (default: the trainer's)."),
     trigger_word: str = typer.Option("TOK", "--trigger-word", "-t"),
     steps: int = typer.Option(1000),
     lora_rank: int = typer.Option(16),
     learning_rate: float = typer.Option(4e-4),
     autocaption: bool = typer.Option(True),
-    wait: bool = typer.Option(False, help="Wait for the training to finish."),
+    wait: bool = typer.Option(False, help="Wait for the training to finish, printing its status."),
     budget: Optional[float] = typer.Option(None, help="Refuse to start if the estimate exceeds this (USD)."),
 ) -> None:
     """Check the dataset, upload it and start a training."""
     from .finetune import FineTuneRequest
 
     def job() -> None:
-        request = FineTuneRequest(images=images, destination=destination, trigger_word=trigger_word, steps=steps,
-                                  lora_rank=lora_rank, learning_rate=learning_rate, autocaption=autocaption)
+        request = FineTuneRequest(images=images, destination=destination, trainer=trainer, base=base,
+                                  trigger_word=trigger_word, steps=steps, lora_rank=lora_rank,
+                                  learning_rate=learning_rate, autocaption=autocaption)
         with make_client(budget=budget) as gen:
             started = gen.finetune(request)
-            _print_job(started.wait() if wait else started)
+            _print_job(started)
+            if wait:
+                _wait_and_print(started, None)
+            elif started.status in ("failed", "aborted"):
+                raise typer.Exit(1)
 
     run_guarded(job)
 
 
 @finetune_app.command("status")
 def finetune_status(job_id: str, logs: bool = typer.Option(False, help="Print the training logs.")) -> None:
-    """Refresh one job from Replicate and print it."""
+    """Ask the job's trainer for its state and print it."""
 
     def job() -> None:
         with make_client() as gen:
@@ -303,17 +456,21 @@ def finetune_status(job_id: str, logs: bool = typer.Option(False, help="Print th
             _print_job(found)
             if logs and found.logs:
                 sys.stdout.write(found.logs + "\n")
+            if found.status in ("failed", "aborted"):
+                raise typer.Exit(1)
 
     run_guarded(job)
 
 
 @finetune_app.command("wait")
 def finetune_wait(job_id: str, timeout: Optional[float] = typer.Option(None, help="Seconds.")) -> None:
-    """Wait for a job (also one started by another process) to finish."""
+    """Wait for a job (also one started by another process) to finish, printing its status."""
 
     def job() -> None:
         with make_client() as gen:
-            _print_job(gen.job(job_id).wait(timeout=timeout))
+            found = gen.job(job_id)
+            console.print(f"waiting for {found.id} ({found.status})", highlight=False)
+            _wait_and_print(found, timeout)
 
     run_guarded(job)
 
@@ -325,10 +482,11 @@ def finetune_list() -> None:
     def job() -> None:
         with make_client() as gen:
             table = Table(title="fine-tunes")
-            for column in ("id", "status", "destination", "version", "cost"):
+            for column in ("id", "status", "trainer", "destination", "model", "cost"):
                 table.add_column(column, overflow="fold")
             for item in gen.jobs():
-                table.add_row(item.id, item.status, item.destination, item.version or "", f"${item.cost_usd:.2f}")
+                table.add_row(item.id, item.status, item.trainer or "", item.destination or "", item.model or "",
+                              _job_cost(item))
             console.print(table)
 
     run_guarded(job)
@@ -336,20 +494,59 @@ def finetune_list() -> None:
 
 @finetune_app.command("cancel")
 def finetune_cancel(job_id: str) -> None:
-    """Cancel a running training."""
+    """Cancel a running training (or a job not started yet)."""
 
     def job() -> None:
         with make_client() as gen:
-            _print_job(gen.job(job_id).cancel())
+            found = gen.job(job_id)
+            if found.done:
+                console.print(f"{found.id} already {found.status}: nothing to cancel", highlight=False)
+            else:
+                found = found.cancel()
+            _print_job(found)
+            if found.status in ("failed", "aborted"):
+                raise typer.Exit(1)
 
     run_guarded(job)
 
 
+def _wait_and_print(job: Any, timeout: float | None) -> None:
+    """Wait, printing each change of status or progress on stderr; exit 1 if it failed."""
+    try:
+        job.wait(timeout=timeout, progress=_print_progress)
+    except FineTuneError as exc:
+        if not job.done:
+            raise  # a timeout, or a job that cannot go on: one line, exit 2
+        _print_job(job)
+        err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
+        raise typer.Exit(1) from None
+    _print_job(job)
+
+
+def _print_progress(job: Any) -> None:
+    parts = [job.id, job.status]
+    progress = job.progress
+    if progress.get("total"):
+        parts.append(f"step {progress.get('step', 0)}/{progress['total']}")
+    if progress.get("loss") is not None:
+        parts.append(f"loss {progress['loss']:.4g}")
+    if progress.get("eta_s") is not None:
+        minutes, seconds = divmod(int(progress["eta_s"]), 60)
+        parts.append(f"ETA {minutes}m{seconds:02d}s")
+    if progress.get("message"):
+        parts.append(str(progress["message"]))
+    err.print(escape("  ".join(parts)), highlight=False)
+
+
+def _job_cost(job: Any) -> str:
+    return f"${job.cost_usd:.2f}" + ("" if job.cost_is_actual else " (estimate)")
+
+
 def _print_job(job: Any) -> None:
-    cost = f"${job.cost_usd:.2f}" + ("" if job.cost_is_actual else " (estimate)")
-    console.print(f"{job.id}  {job.status}  {job.destination}  {cost}", highlight=False)
-    if job.version:
-        console.print(f"model: replicate:{job.version}", highlight=False)
+    target = f"  {job.destination}" if job.destination else ""
+    console.print(f"{job.id}  {job.status}{target}  {_job_cost(job)}", highlight=False)
+    if job.model:
+        console.print(f"model: {job.model}", highlight=False)
     for warning in job.warnings or []:
         console.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if job.error:
@@ -374,11 +571,43 @@ def arena_vote(
     from . import arena
 
     def job() -> None:
-        vote = arena.record_vote(prompt, model_a, model_b, winner, home=Settings().home)
+        home = Settings().home
+        with make_client() as gen:
+            known = _known_models(gen, home)
+            a, b = (_vote_model(gen, known, given, label) for given, label in ((model_a, "MODEL_A"),
+                                                                                (model_b, "MODEL_B")))
+        chosen = {model_a: a, model_b: b}.get(winner, winner)
+        vote = arena.record_vote(prompt, a, b, chosen, home=home)
         console.print(f"recorded vote {vote.id}: {vote.model_a} vs {vote.model_b} -> {vote.winner}",
                       highlight=False)
 
     run_guarded(job)
+
+
+def _known_models(gen: ImageGen, home: Path) -> set[str]:
+    from . import arena
+
+    known = {card.id for card in gen.models()}
+    try:
+        for vote in arena.Arena.at_home(home).votes():
+            known.update((vote.model_a, vote.model_b))
+    except ImageGenError:
+        pass
+    return known
+
+
+def _vote_model(gen: ImageGen, known: set[str], given: str, label: str) -> str:
+    """The card id a vote names: a known one (also by its short name), else a one-line refusal
+    that names the closest known id."""
+    if given in known:
+        return given
+    try:
+        return gen.card(given).id
+    except ImageGenError:
+        pass
+    close = difflib.get_close_matches(given, sorted(known), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else "`imagegen models` lists the known ones"
+    raise ConfigError(f"{label}: unknown model {given!r}; {hint}")
 
 
 @arena_app.command("ratings")
@@ -414,17 +643,27 @@ _arena_serve_command()
 # -- emulator ---------------------------------------------------------------------------
 
 @app.command()
-def emulator(port: int = typer.Option(8787, help="Port on 127.0.0.1 (0: any free port)."),
-             processing_time: float = typer.Option(1.0, help="Emulated seconds per prediction."),
-             duration: Optional[float] = typer.Option(None, help="Stop after this many seconds.")) -> None:
+def emulator(port: int = typer.Option(8787, min=0, max=65535, help="Port on 127.0.0.1 (0: any free port)."),
+             processing_time: float = typer.Option(1.0, min=0.0, help="Emulated seconds per prediction."),
+             duration: Optional[float] = typer.Option(None, min=0.0, help="Stop after this many seconds."),
+             username: str = typer.Option("fake-user", help="The account the token belongs to: fine-tune "
+                                          "destinations must be USERNAME/<name>, as on Replicate.")) -> None:
     """Run the FakeReplicate emulator in the foreground for your own integration tests."""
     import time
 
     from .testing import FakeReplicate
 
-    fake = FakeReplicate(port=port, processing_time_s=processing_time).start()
+    def start() -> Any:
+        try:
+            return FakeReplicate(port=port, processing_time_s=processing_time, username=username).start()
+        except OSError as exc:
+            raise ConfigError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror or exc}); "
+                              "choose another port, or 0 for any free one") from None
+
+    fake = run_guarded(start)
     try:
-        console.print(f"FakeReplicate listening on {fake.base_url}. Set:")
+        console.print(f"FakeReplicate listening on {fake.base_url} as account {username!r} "
+                      f"(fine-tune destinations: {username}/<name>). Set:", highlight=False)
         for name, value in fake.env().items():
             sys.stdout.write(f"export {name}={value}\n")
         sys.stdout.flush()
@@ -437,6 +676,9 @@ def emulator(port: int = typer.Option(8787, help="Port on 127.0.0.1 (0: any free
         fake.stop()
 
 
+from .server._cli import serve_command  # noqa: E402  (typer only; FastAPI loads when it runs)
+
+app.command("serve")(serve_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
