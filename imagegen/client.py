@@ -162,16 +162,20 @@ class ImageGen:
     # -- fine-tunes (imagegen.finetune) ----------------------------------------------
 
     def finetune(self, request: Any) -> Any:
+        """Start a LoRA fine-tune (`FineTuneRequest` or its fields) on the trainer it names
+        (a provider's); returns the `FineTuneJob`, already in the store."""
         from .finetune import start_finetune
 
         return start_finetune(self, request)
 
     def jobs(self) -> list[Any]:
+        """Every stored fine-tune job (any process's), newest first."""
         from .finetune import JobStore
 
         return JobStore.for_client(self).list()
 
     def job(self, job_id: str) -> Any:
+        """A stored fine-tune job by its id or its trainer's training id."""
         from .finetune import JobStore
 
         return JobStore.for_client(self).get(job_id)
@@ -278,12 +282,13 @@ class ImageGen:
         usage["images"] += images
         usage["cost_usd"] += cost_usd
 
-    def charge_finetune(self, job_id: str, trainer: str, cost_usd: float, *, settle: bool = False) -> None:
-        """Count a training this client started: its estimate at the start, then (``settle``) the
-        actual cost once known. Settling a job this client did not start does nothing."""
+    def charge_finetune(self, job_id: str, card_id: str, cost_usd: float, *, settle: bool = False) -> None:
+        """Count a training this client started under its trainer's card id (``usage``): its
+        estimate at the start, then (``settle``) the actual cost once known. Settling a job this
+        client did not start does nothing."""
         if settle and job_id not in self._finetune_charges:
             return
         counted = self._finetune_charges.get(job_id)
         if counted != cost_usd:
-            self.record_spend(f"replicate:{trainer}", cost_usd - (counted or 0.0), calls=int(counted is None))
+            self.record_spend(card_id, cost_usd - (counted or 0.0), calls=int(counted is None))
             self._finetune_charges[job_id] = cost_usd

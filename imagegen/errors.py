@@ -11,7 +11,9 @@
     ├── WebhookVerificationError
     ├── ImageReadError         an image given to imagegen (file or bytes) that cannot be read
     ├── CancelledError         the user stopped a generation
-    └── FineTuneError          a dataset or training problem
+    ├── FineTuneError          a dataset or training problem
+    │   └── FineTuneTimeout    `FineTuneJob.wait` ran out of time (also a TimeoutError)
+    └── JobStoreError          the fine-tune job store cannot be read or is locked (path, what to do)
 
 Request validation errors are pydantic's ``ValidationError``: they name the field.
 """
@@ -109,4 +111,17 @@ class FineTuneError(ImageGenError):
         self.problems = problems or []
         if self.problems:
             message = message + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+class FineTuneTimeout(FineTuneError, TimeoutError):
+    """`FineTuneJob.wait` ran out of time; the training goes on and can be waited on again."""
+
+
+class JobStoreError(ImageGenError):
+    """The durable job store cannot be used: ``path`` is the file, the message says what to do.
+    Nothing in it is changed or deleted."""
+
+    def __init__(self, message: str, *, path: Any = None):
+        self.path = path
         super().__init__(message)

@@ -6,7 +6,8 @@ import zipfile
 import pytest
 from PIL import Image
 
-from imagegen.dataset import FILES_API_LIMIT_BYTES, load_dataset, safe_stem
+from imagegen.finetune import load_dataset, safe_stem
+from imagegen.providers.replicate._trainings import FILES_API_LIMIT_BYTES
 from imagegen.errors import FineTuneError
 
 
@@ -147,11 +148,14 @@ def test_missing_source_is_an_error_naming_images(tmp_path):
         load_dataset([tmp_path / "gone.png"])
 
 
-def test_dataset_over_the_files_api_limit_is_refused_before_upload(tmp_path, monkeypatch):
+def test_dataset_over_the_trainers_limit_is_refused_before_upload(tmp_path):
     folder = photo_folder(tmp_path, count=10)
-    monkeypatch.setattr("imagegen.dataset.FILES_API_LIMIT_BYTES", 20_000)
-    with pytest.raises(FineTuneError, match="Files API takes at most"):
-        load_dataset(folder)
+    with pytest.raises(FineTuneError, match="the trainer takes at most"):
+        load_dataset(folder, max_zip_bytes=20_000)
+    dataset = load_dataset(folder)  # no limit: the trainer's estimate names its own
+    with pytest.raises(FineTuneError, match="the trainer takes at most"):
+        dataset.write_zip(tmp_path / "out" / "d.zip", max_bytes=1_000)
+    assert not (tmp_path / "out" / "d.zip").exists() and not (tmp_path / "out" / "d.zip.partial").exists()
     assert FILES_API_LIMIT_BYTES == 100_000_000
 
 

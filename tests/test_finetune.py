@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from imagegen import BudgetExceededError, FineTuneError, ImageGen
-from imagegen.finetune import (
+from imagegen import BudgetExceededError, ConfigError, FineTuneError, ImageGen, Settings
+from imagegen.finetune import FineTuneRequest, FineTuneTimeout, finetune_cards
+from imagegen.providers.replicate import ReplicateProvider
+from imagegen.providers.replicate._trainings import (
     DEFAULT_TRAINER,
     DEFAULT_TRAINER_VERSION,
     HARDWARE_USD_PER_SECOND,
-    FineTuneJob,
-    FineTuneRequest,
-    FineTuneTimeout,
+    ReplicateTrainer,
 )
 from imagegen.testing import FakeReplicate
 
@@ -35,8 +35,9 @@ def home(tmp_path):
 
 
 def make_gen(fake, home, **kwargs):
-    return ImageGen(providers=kwargs.pop("providers", []), replicate_api_token=fake.api_token,
-                    replicate_base_url=fake.base_url, home=home, **kwargs)
+    settings = Settings(replicate_api_token=kwargs.pop("token", fake.api_token),
+                        replicate_base_url=kwargs.pop("base_url", fake.base_url), home=home)
+    return ImageGen(providers=[ReplicateProvider(settings)], settings=settings, **kwargs)
 
 
 @pytest.fixture
@@ -117,9 +118,8 @@ def test_succeeded_version_is_a_finetune_card_with_the_trigger_word(fake, gen, p
     assert card.id == "replicate:" + job.version and card.kind == "finetune"
     assert card.capabilities.lora and "ZXQ" in card.notes
     assert "2 caption(s) do not mention the trigger word 'ZXQ' (e.g. me_0.png)" in job.warnings
-    from imagegen.jobstore import finetune_cards
-
     assert [c.id for c in finetune_cards(gen.settings.home)] == [card.id]
+    assert finetune_cards(gen.settings.home, provider="local") == []
 
 
 def test_jobs_are_listed_and_found_from_a_new_client(fake, gen, home, photos):
@@ -203,9 +203,9 @@ def test_a_refused_create_is_not_charged_and_a_lost_answer_is(fake, home, photos
 @pytest.mark.parametrize("field, value", [
     ("steps", 2), ("steps", 6001), ("lora_rank", 0), ("lora_rank", 129), ("learning_rate", 0),
     ("batch_size", 0), ("caption_dropout_rate", 1.5), ("optimizer", "sgd"), ("resolution", "128"),
-    ("resolution", "512,abc"), ("trigger_word", "two words"), ("hardware", "gpu-x"),
+    ("resolution", "512,abc"), ("trigger_word", "two words"), ("trainer", "Not A Provider"),
     ("destination", "no-owner"), ("destination", "a/b/c"), ("visibility", "secret"),
-    ("trainer_version", "abc"), ("extra_inputs", {"steps": 5}), ("unknown_field", 1),
+    ("trainer_version", "abc"), ("trainer_model", "x"), ("extra_inputs", {"steps": 5}), ("unknown_field", 1),
 ])
 def test_out_of_range_trainer_inputs_name_the_field(photos, field, value):
     fields = {"images": photos, "destination": DESTINATION, field: value}
@@ -219,12 +219,25 @@ def test_missing_images_path_names_the_field(tmp_path):
         FineTuneRequest(images=tmp_path / "nowhere", destination=DESTINATION)
 
 
-def test_other_trainer_needs_a_version_and_takes_owner_name_colon_version(photos):
-    with pytest.raises(ValidationError, match="trainer_version"):
-        FineTuneRequest(images=photos, destination=DESTINATION, trainer="someone/trainer")
+def test_other_training_model_needs_a_version_and_takes_owner_name_colon_version(fake, gen, photos):
+    with pytest.raises(FineTuneError, match="trainer_version"):
+        gen.finetune(FineTuneRequest(images=photos, destination=DESTINATION, trainer_model="someone/trainer"))
     req = FineTuneRequest(images=photos, destination=DESTINATION, trainer="someone/trainer:" + "a" * 64)
-    assert req.trainer_ref == "someone/trainer:" + "a" * 64
+    assert (req.trainer, req.trainer_model, req.trainer_version) == ("auto", "someone/trainer", "a" * 64)
     assert FineTuneRequest(images=photos, destination=DESTINATION, resolution=[512, 1024]).resolution == "512,1024"
+    assert fake.requests == []
+
+
+def test_settings_only_the_trainer_knows_are_checked_before_any_request(fake, gen, photos):
+    with pytest.raises(FineTuneError) as exc_info:
+        gen.finetune(FineTuneRequest(images=photos, hardware="gpu-x"))
+    problems = " ".join(exc_info.value.problems)
+    assert "hardware: 'gpu-x'" in problems and "destination:" in problems
+    with pytest.raises(ConfigError, match="no trainer 'local'"):
+        gen.finetune(request(photos, trainer="local"))
+    with pytest.raises(FineTuneError, match="base"):
+        gen.finetune(request(photos, base="local:sd15", trainer="replicate"))
+    assert fake.requests == [] and gen.jobs() == []
 
 
 # -- cancel, failures, timeouts ----------------------------------------------------------------
@@ -251,12 +264,12 @@ def test_wait_timeout_leaves_the_job_resumable(fake, gen, photos):
 
 def test_failed_training_raises_with_its_error(fake, gen, photos, monkeypatch):
     # A zip the trainer cannot read: the emulator fails the training as the trainer does.
-    from imagegen import dataset as dataset_module
+    from imagegen.finetune import _dataset as dataset_module
 
     real = dataset_module.Dataset.write_zip
 
-    def write_not_a_zip(self, path):
-        path = real(self, path)
+    def write_not_a_zip(self, path, **kwargs):
+        path = real(self, path, **kwargs)
         path.write_bytes(b"not a zip")
         return path
 
@@ -289,7 +302,8 @@ def test_create_answered_with_an_error_after_it_happened_is_adopted_not_repeated
 
 
 def test_create_that_did_not_happen_is_made_once_on_resume(fake, gen, photos, monkeypatch):
-    from imagegen import UnknownOutcomeError, finetune
+    from imagegen import UnknownOutcomeError
+    from imagegen.providers.replicate import _trainings
 
     fake.fail_next("5xx", on="create")
     with pytest.raises(UnknownOutcomeError) as exc_info:
@@ -297,7 +311,7 @@ def test_create_that_did_not_happen_is_made_once_on_resume(fake, gen, photos, mo
     (job,) = gen.jobs()
     assert job.id in str(exc_info.value) and job.status == "creating"
     assert fake.training_create_count == 0
-    monkeypatch.setattr(finetune, "CREATE_SETTLE_S", 0.0)
+    monkeypatch.setattr(_trainings, "CREATE_SETTLE_S", 0.0)
     job.wait(timeout=20, poll_interval=0.05)
     assert fake.training_create_count == 1 and job.status == "succeeded"
 
@@ -307,10 +321,10 @@ def test_crash_between_create_and_record_is_reconciled_from_the_training_list(fa
     import subprocess
     import sys
 
-    def die(self, training_id):
+    def die(self, job, training_id):
         raise KeyboardInterrupt  # the process dies with the create done but not written down
 
-    monkeypatch.setattr(FineTuneJob, "_adopt", die)
+    monkeypatch.setattr(ReplicateTrainer, "_adopt", die)
     with pytest.raises(KeyboardInterrupt):
         gen.finetune(request(photos))
     monkeypatch.undo()
@@ -337,9 +351,7 @@ def test_job_record_holds_no_secret(fake, gen, photos):
 # -- the trained version in use ----------------------------------------------------------------
 
 def test_trained_version_generates_images_and_is_a_routable_model(fake, home, photos):
-    from imagegen.providers.replicate import ReplicateProvider
-
-    from imagegen import RoutePolicy, Settings
+    from imagegen import RoutePolicy
 
     settings = Settings(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home)
     gen = ImageGen(providers=[ReplicateProvider(settings)], settings=settings)
@@ -374,10 +386,10 @@ def test_secret_trainer_inputs_reach_replicate_but_never_the_store(fake, gen, ho
 
 
 def test_job_resumed_in_a_new_process_asks_for_its_secret_inputs_again(fake, gen, home, photos, monkeypatch):
-    def die(self, api, record):
+    def die(self, api, job):
         raise KeyboardInterrupt  # killed after the upload, before the create
 
-    monkeypatch.setattr(FineTuneJob, "_create", die)
+    monkeypatch.setattr(ReplicateTrainer, "_create", die)
     with pytest.raises(KeyboardInterrupt):
         gen.finetune(request(photos, extra_inputs={"wandb_api_key": "wb-secret"}))
     monkeypatch.undo()

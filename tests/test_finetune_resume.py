@@ -20,7 +20,8 @@ from imagegen.testing import FakeReplicate
 START_AND_WAIT = textwrap.dedent("""
     import sys
     from imagegen import FineTuneRequest, ImageGen
-    gen = ImageGen(providers=[])
+    from imagegen.providers.replicate import ReplicateProvider
+    gen = ImageGen(providers=[ReplicateProvider()])
     job = gen.finetune(FineTuneRequest(images=sys.argv[1], destination="fake-user/killed-lora"))
     print(job.id, flush=True)
     job.wait(poll_interval=0.05)
@@ -30,7 +31,8 @@ START_AND_WAIT = textwrap.dedent("""
 RESUME = textwrap.dedent("""
     import sys
     from imagegen import ImageGen
-    gen = ImageGen(providers=[])
+    from imagegen.providers.replicate import ReplicateProvider
+    gen = ImageGen(providers=[ReplicateProvider()])
     job = gen.job(sys.argv[1]).wait(timeout=30, poll_interval=0.05)
     print(job.status, job.version, job.lora_path, flush=True)
 """)

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from imagegen.jobstore import JobDatabase, JobRecord, check_safetensors, extract_lora, finetune_cards
+from imagegen.finetune import JobDatabase, JobRecord, check_safetensors, finetune_cards
+from imagegen.providers.replicate._trainings import extract_lora
 
 
 def new_record(job_id="ft-1", status="preparing", **fields):

@@ -69,12 +69,18 @@ class ReplicateProvider(BaseProvider):
         return f"<ReplicateProvider {self.settings.replicate_base_url}>"
 
     def models(self) -> list[ModelCard]:
-        from imagegen.jobstore import finetune_cards  # succeeded fine-tunes in the job store
+        from imagegen.finetune import finetune_cards  # succeeded fine-tunes in the job store
 
-        return official_cards() + finetune_cards(self.settings.home)
+        return official_cards() + finetune_cards(self.settings.home, provider=self.name)
 
     def card_for(self, model: str) -> ModelCard | None:
         return finetune_card(model)
+
+    def trainer(self) -> Any:
+        """LoRA trainings on Replicate (`_trainings.ReplicateTrainer`): the fine-tune capability."""
+        from ._trainings import ReplicateTrainer
+
+        return ReplicateTrainer(self.settings, self.policy)
 
     def prepare(self, request: GenerateRequest, cards: list[ModelCard],
                 needs: RequestNeeds | None = None) -> list[Prepared]:

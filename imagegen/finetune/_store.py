@@ -1,14 +1,18 @@
 """The durable fine-tune job store: one SQLite file under ``IMAGEGEN_HOME`` plus a folder per
 job (dataset zip, trained weights). Any process can read it; every step a job takes is written
 down before and after it happens, so a killed process loses nothing and repeats nothing.
+
+A store that cannot be used (a corrupt or truncated file, one locked by another process for
+longer than `BUSY_TIMEOUT_S`) raises `JobStoreError` naming the file and what to do; the store
+never deletes or rewrites a file it cannot read.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
-import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,11 +20,22 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .catalog import ModelCard
+from imagegen.catalog import ModelCard
+from imagegen.errors import JobStoreError
+
+log = logging.getLogger("imagegen")
 
 DB_NAME = "jobs.sqlite3"
 JOBS_DIR = "finetunes"
 LORA_FILE = "lora.safetensors"
+BUSY_TIMEOUT_S = 5.0  # a writer holds the file for milliseconds; longer means another process is stuck
+
+# Job statuses. Before the training exists: ``preparing`` (recorded, nothing sent), then the
+# trainer's own steps (``uploaded``, ``creating``: a create may have been sent). Then
+# ``starting`` / ``processing``, and one of `TERMINAL`.
+NOT_STARTED = ("preparing", "uploaded")
+BEFORE_START = ("preparing", "uploaded", "creating")
+TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS finetune_jobs (
@@ -53,19 +68,28 @@ CREATE TABLE IF NOT EXISTS finetune_jobs (
     warnings_json TEXT NOT NULL DEFAULT '[]'
 )
 """
+# Columns added since the first schema; a store written before them gets them on first use.
+_ADDED = {"provider": "TEXT", "model": "TEXT", "charge_id": "TEXT", "state_json": "TEXT",
+          "progress_json": "TEXT"}
 
 
 @dataclass
 class JobRecord:
     """One row of the store, as written. ``create_sent_at`` is the idempotency marker: set
-    just before the training create call, so a crash after it means "look before creating"."""
+    just before the training create call, so a crash after it means "look before creating".
+
+    ``provider`` names the trainer (a provider name); ``trainer`` is what that trainer ran
+    (a training model and version, a script). ``training_id`` is the trainer's own id for the
+    training; ``state_json`` holds anything else only that trainer reads; ``progress_json``
+    the latest ``step``, ``total``, ``loss``, ``eta_s`` it reported.
+    """
 
     id: str
     created_at: float
     updated_at: float
     status: str
     destination: str
-    trainer: str  # "owner/name:version" of the trainer
+    trainer: str
     request_json: str
     dataset_digest: str | None = None
     training_input_json: str | None = None
@@ -87,6 +111,11 @@ class JobRecord:
     actual_usd: float | None = None
     card_json: str | None = None
     warnings_json: str = "[]"
+    provider: str | None = None
+    model: str | None = None
+    charge_id: str | None = None
+    state_json: str | None = None
+    progress_json: str | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -96,16 +125,34 @@ class JobRecord:
     def metrics(self) -> dict[str, Any]:
         return json.loads(self.metrics_json) if self.metrics_json else {}
 
+    @property
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_json) if self.state_json else {}
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return json.loads(self.progress_json) if self.progress_json else {}
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return json.loads(self.request_json or "{}")
+
 
 _COLUMNS = tuple(f.name for f in fields(JobRecord))
 
 
 class JobDatabase:
-    """SQLite rows of fine-tune jobs. A connection per operation: safe across processes."""
+    """SQLite rows of fine-tune jobs. A connection per operation: safe across processes.
 
-    def __init__(self, home: Path | str):
+    ``busy_timeout_s``: how long an operation waits for another process's lock before it
+    raises `JobStoreError`.
+    """
+
+    def __init__(self, home: Path | str, *, busy_timeout_s: float | None = None):
         self.home = Path(home)
         self.path = self.home / DB_NAME
+        self.busy_timeout_s = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+        self._migrated = False
 
     def job_dir(self, job_id: str) -> Path:
         return self.home / JOBS_DIR / job_id
@@ -114,14 +161,46 @@ class JobDatabase:
     def _connect(self, *, create: bool = True) -> Iterator[sqlite3.Connection]:
         if create:
             self.home.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(_SCHEMA)
+            if not self._migrated:
+                self._add_columns(conn)
             yield conn
+        except sqlite3.Error as exc:
+            raise self._store_error(exc) from None
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _add_columns(self, conn: sqlite3.Connection) -> None:
+        present = {row["name"] for row in conn.execute("PRAGMA table_info(finetune_jobs)")}
+        for name, kind in _ADDED.items():
+            if name not in present:
+                try:
+                    conn.execute(f"ALTER TABLE finetune_jobs ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
+        self._migrated = True
+
+    def _store_error(self, exc: sqlite3.Error) -> JobStoreError:
+        text = str(exc)
+        if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+            return JobStoreError(
+                f"the job store {self.path} is locked by another process (waited "
+                f"{self.busy_timeout_s:g} s); nothing was changed: try again once that process "
+                f"is done, or stop it", path=self.path)
+        if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text:
+            return JobStoreError(f"the job store {self.path} cannot be opened ({text}); check that "
+                                 f"{self.home} exists and is writable (IMAGEGEN_HOME)", path=self.path)
+        return JobStoreError(
+            f"the job store {self.path} is unreadable ({text}); nothing in it was changed. Move it "
+            f"aside (e.g. to {self.path.name}.broken) to start a new store, or restore it from a "
+            f"backup; the job folders in {self.home / JOBS_DIR} are kept", path=self.path)
 
     def insert(self, record: JobRecord) -> JobRecord:
         values = {name: getattr(record, name) for name in _COLUMNS}
@@ -149,7 +228,7 @@ class JobDatabase:
         return self.get(job_id) if updated else None
 
     def get(self, job_id: str) -> JobRecord | None:
-        """By our job id or by the provider's training id."""
+        """By our job id or by the trainer's training id."""
         if not self.path.exists():
             return None
         with self._connect(create=False) as conn:
@@ -210,29 +289,15 @@ class JobDatabase:
         return list(cards.values())
 
 
-def finetune_cards(home: Path | str) -> list[ModelCard]:
-    """The succeeded fine-tunes stored under ``home`` (``settings.home``) as model cards."""
+def finetune_cards(home: Path | str, provider: str | None = None) -> list[ModelCard]:
+    """The succeeded fine-tunes stored under ``home`` (``settings.home``) as model cards;
+    ``provider``: only the cards of that provider (``card.provider``)."""
     try:
-        return JobDatabase(home).finetune_cards()
-    except sqlite3.Error:
+        cards = JobDatabase(home).finetune_cards()
+    except JobStoreError as exc:
+        log.warning("fine-tuned models not listed: %s", exc)
         return []  # an unreadable store must not break listing the other models
-
-
-def finetune_card(version: str, *, trigger_word: str, trainer: str, job_id: str,
-                  base: ModelCard | None = None) -> ModelCard:
-    """The card of a trained version ``owner/name:<version>``: ``base`` (the Replicate
-    provider's card for it) marked as a fine-tune, with its trigger word in the notes."""
-    if base is None:
-        from imagegen.providers.replicate._schemas import finetune_card as provider_card
-
-        base = provider_card(version)
-        if base is None:
-            raise ValueError(f"{version!r} is not 'owner/name:<64-hex version>'")
-    notes = (f"LoRA fine-tune by {trainer} (job {job_id}); put the trigger word "
-             f"{trigger_word!r} in the prompt")
-    caps = base.capabilities.model_copy(update={"lora": True})
-    return base.model_copy(update={"kind": "finetune", "capabilities": caps,
-                                   "notes": "; ".join(n for n in (notes, base.notes) if n)})
+    return [c for c in cards if provider is None or c.provider == provider]
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
@@ -250,51 +315,6 @@ def _alive(pid: int) -> bool:
 
 
 # -- trained weights ----------------------------------------------------------------------
-
-def download(url: str, dest: Path, headers: dict[str, str] | None = None) -> Path:
-    """Stream ``url`` (https, http or ``data:``) to ``dest`` through a partial file."""
-    import base64
-
-    import httpx
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
-    if url.startswith("data:"):
-        partial.write_bytes(base64.b64decode(url.split(",", 1)[1]))
-    else:
-        with httpx.stream("GET", url, headers=headers or {}, follow_redirects=True,
-                          timeout=httpx.Timeout(30.0, read=300.0)) as response:
-            response.raise_for_status()
-            with partial.open("wb") as out:
-                for chunk in response.iter_bytes(1 << 20):
-                    out.write(chunk)
-    partial.replace(dest)
-    return dest
-
-
-def extract_lora(tar_path: Path, dest: Path) -> Path:
-    """Copy ``lora.safetensors`` out of a trainer's ``trained_model.tar`` (only that member,
-    so a hostile archive cannot write elsewhere) and check its safetensors header."""
-    with tarfile.open(tar_path) as archive:
-        members = [m for m in archive.getmembers()
-                   if m.isfile() and Path(m.name).name == LORA_FILE]
-        if not members:
-            raise ValueError(f"{tar_path.name} holds no {LORA_FILE}")
-        member = min(members, key=lambda m: len(m.name))  # output/flux_train_replicate/lora.safetensors
-        source = archive.extractfile(member)
-        assert source is not None
-        partial = dest.with_name(dest.name + ".partial")
-        with partial.open("wb") as out:
-            while chunk := source.read(1 << 20):
-                out.write(chunk)
-    try:
-        check_safetensors(partial)
-    except ValueError:
-        partial.unlink()
-        raise
-    partial.replace(dest)
-    return dest
-
 
 def check_safetensors(path: Path) -> None:
     """A safetensors file starts with an 8-byte little-endian header length and a JSON header."""

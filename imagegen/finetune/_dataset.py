@@ -18,18 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import FineTuneError
+from imagegen.errors import FineTuneError
 
-# What ostris/flux-dev-lora-trainer reads from its zip (replicate/flux-fine-tuner train.py @3dd14e3,
+# What the common LoRA trainers read from a dataset zip (the Flux fine-tuner's train.py @3dd14e3,
 # 2025-06): jpg/jpeg/png/webp images, an optional caption ``<stem>.txt`` beside each one.
 IMAGE_FORMATS: dict[str, str] = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP"}
 CAPTION_SUFFIX = ".txt"
 MIN_SIDE_PX = 256  # below this an image is an error: the trainer's smallest bucket is 512
 RECOMMENDED_SIDE_PX = 512  # below this, a warning: it gets upscaled for the 512 bucket
-RECOMMENDED_COUNT = 10  # "≥10 images recommended" (research note on Replicate §7.3)
-# Replicate Files API: "an undocumented upload limit of 100MiB" (replicate-javascript#286,
-# 2024-07); the docs input-files page says "up to 100MB". The lower of the two.
-FILES_API_LIMIT_BYTES = 100 * 1000 * 1000
+RECOMMENDED_COUNT = 10  # "≥10 images recommended" (research note on cloud trainers §7.3)
 _ZIP_ENTRY_OVERHEAD = 128  # local header + central directory entry, generous
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same dataset always zips to the same bytes
 
@@ -79,8 +76,9 @@ class Dataset:
                 total += len(image.caption.encode()) + _ZIP_ENTRY_OVERHEAD + 2 * len(image.arcname)
         return total
 
-    def write_zip(self, path: Path | str) -> Path:
-        """Write the zip (images stored, captions deflated) and check the Files API limit."""
+    def write_zip(self, path: Path | str, *, max_bytes: int | None = None) -> Path:
+        """Write the zip (images stored, captions deflated); refuse one over ``max_bytes``
+        (the trainer's upload limit)."""
         path = Path(path)
         if path.suffix.lower() != ".zip":
             raise FineTuneError(f"{path}: the dataset archive must end in .zip; trainers check the suffix")
@@ -97,20 +95,21 @@ class Dataset:
                     caption_name = str(PurePosixPath(image.arcname).with_suffix(CAPTION_SUFFIX))
                     archive.writestr(_entry(caption_name, zipfile.ZIP_DEFLATED), image.caption.encode())
         size = partial.stat().st_size
-        if size > FILES_API_LIMIT_BYTES:
+        if max_bytes is not None and size > max_bytes:
             partial.unlink()
-            raise FineTuneError(f"dataset zip is {_mib(size)}; the Replicate Files API takes at most "
-                                f"{_mib(FILES_API_LIMIT_BYTES)}: use fewer or smaller images")
+            raise FineTuneError(f"dataset zip is {_mib(size)}; the trainer takes at most "
+                                f"{_mib(max_bytes)}: use fewer or smaller images")
         partial.replace(path)
         return path
 
 
 def load_dataset(images: Path | str | Iterable[Path | str],
-                 captions: Mapping[str, str] | None = None) -> Dataset:
+                 captions: Mapping[str, str] | None = None, *,
+                 max_zip_bytes: int | None = None) -> Dataset:
     """Find and check a dataset; raise `FineTuneError` listing every problem found.
 
     ``captions`` maps an image's file name, stem or path to its caption; it wins over a
-    sidecar ``.txt`` (a warning says so).
+    sidecar ``.txt`` (a warning says so). ``max_zip_bytes``: the trainer's upload limit.
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -144,9 +143,9 @@ def load_dataset(images: Path | str | Iterable[Path | str],
     elif len(found.images) < RECOMMENDED_COUNT:
         warnings.append(f"only {len(found.images)} images; {RECOMMENDED_COUNT} or more are recommended")
     dataset = Dataset(source=label, images=_with_safe_names(checked), warnings=warnings)
-    if dataset.estimated_zip_bytes > FILES_API_LIMIT_BYTES:
-        problems.append(f"dataset is about {_mib(dataset.estimated_zip_bytes)}; the Replicate Files API "
-                        f"takes at most {_mib(FILES_API_LIMIT_BYTES)}")
+    if max_zip_bytes is not None and dataset.estimated_zip_bytes > max_zip_bytes:
+        problems.append(f"dataset is about {_mib(dataset.estimated_zip_bytes)}; the trainer "
+                        f"takes at most {_mib(max_zip_bytes)}")
     if problems:
         raise FineTuneError(f"dataset {label} has {len(problems)} problem(s)", problems)
     return dataset
