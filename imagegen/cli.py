@@ -48,11 +48,13 @@ class _OneLineErrors(TyperGroup):
             code = super().main(argv, prog_name, complete_var, False, **extra)
         except ClickException as exc:
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare `imagegen`: the help, as before
-                return super().main(argv, prog_name, complete_var, True, **extra)
+                if exc.format_message().strip():  # (rich prints it while building the error)
+                    sys.stderr.write(exc.format_message() + "\n")
+                sys.exit(exc.exit_code)
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            message = " ".join(exc.format_message().split())
-            err.print(f"[red]error:[/red] {escape(message)}{escape(hint)}", highlight=False)
+            err.print(f"[red]error:[/red] {_safe(exc.format_message())}{_safe(hint) and ' ' + _safe(hint)}",
+                      highlight=False)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -83,29 +85,32 @@ def run_guarded(fn: Any) -> Any:
     except USAGE_ERRORS as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {_safe(describe_error(exc))}", highlight=False)
         raise typer.Exit(2) from None
     except ImageGenError as exc:
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] {escape(describe_error(exc))}", highlight=False)
+        err.print(f"[red]error:[/red] {_safe(describe_error(exc))}", highlight=False)
         raise typer.Exit(1) from None
     except OSError as exc:  # a disk, a folder or a port, not a bug
         if _state["debug"]:
             raise
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        err.print(f"[red]error:[/red] {escape(where + (exc.strerror or str(exc)))}", highlight=False)
+        err.print(f"[red]error:[/red] {_safe(where + (exc.strerror or str(exc)))}", highlight=False)
         raise typer.Exit(1) from None
     except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --debug
         if _state["debug"]:
             raise
-        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {escape(_one_line(str(exc)))} "
+        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {_safe(str(exc))} "
                   "(a bug: run again with --debug for the traceback and report it)", highlight=False)
         raise typer.Exit(1) from None
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
+def _safe(text: Any) -> str:
+    """One line of text for the terminal: markup escaped, and an undecodable file-name byte
+    (a lone surrogate) shown as its escape instead of failing the whole print."""
+    line = " ".join(str(text).split())
+    return escape(line.encode("utf-8", "backslashreplace").decode("utf-8"))
 
 
 def describe_error(exc: Exception) -> str:
@@ -161,8 +166,7 @@ def _checked_out_dir(out: Path) -> Path:
         probe.unlink()
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or "not a usable folder name"
-        raise ConfigError(f"--out {ascii(str(out)) if not str(out).isprintable() else out}: "
-                          f"cannot write images there ({reason})") from None
+        raise ConfigError(f"--out {out}: cannot write images there ({reason})") from None
     return out
 
 
@@ -234,7 +238,8 @@ def generate(
         with make_client(strategy, budget, **constraints) as gen:
             for index, request in enumerate(requests):
                 if len(requests) > 1:
-                    console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {request.prompt}")
+                    console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {_safe(request.prompt)}",
+                                  highlight=False)
                 result = _generate_with_progress(gen, request)
                 _print_result(result, result.save(out))
                 if record:
@@ -271,12 +276,12 @@ def _generate_with_progress(gen: ImageGen, request: GenerateRequest) -> Any:
 
 def _print_result(result: Any, paths: list[Path]) -> None:
     for path, image in zip(paths, result.images):
-        console.print(f"saved [green]{path}[/green]  seed {image.seed}  {image.width}x{image.height}",
+        console.print(f"saved [green]{_safe(path)}[/green]  seed {image.seed}  {image.width}x{image.height}",
                       highlight=False)
     console.print(f"provider {result.provider}  model {result.model}  cost ${result.cost_usd:.4f}  "
                   f"time {result.latency_s:.2f}s", highlight=False)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {_safe(warning)}", highlight=False)
 
 
 # -- route / models ---------------------------------------------------------------------
@@ -387,7 +392,7 @@ def info(
     def job() -> None:
         text = read_infotext(image)
         if not text:
-            err.print(f"[red]error:[/red] {escape(str(image))}: no generation parameters stored in this image",
+            err.print(f"[red]error:[/red] {_safe(image)}: no generation parameters stored in this image",
                       highlight=False)
             raise typer.Exit(1)
         if as_json:

@@ -37,13 +37,23 @@ def request_from_midjourney(text: str, **overrides: Any) -> GenerateRequest:
 
 
 def expand_midjourney(text: str, **overrides: Any) -> list[GenerateRequest]:
-    """One request per job: permutations expanded, ``--repeat N`` unrolled (at most 40)."""
+    """One request per job: permutations expanded, ``--repeat N`` unrolled (at most 40).
+
+    With a fixed seed *s*, repeat *k* starts at seed *s + k × images per job* (*s + k* for one
+    image, as Midjourney varies it), so no repeat pays for an image another one already made.
+    """
+    from ..request import SEED_MAX
+
     requests: list[GenerateRequest] = []
     for prompt in expand_prompts(text):
         count = prompt.params.repeat or 1
         single = replace(prompt, params=replace(prompt.params, repeat=None))
         request = request_from_prompt(single, **overrides)
-        requests.extend(request.model_copy(deep=True) for _ in range(count))
+        for k in range(count):
+            copy = request.model_copy(deep=True)
+            if k and request.seed_fixed:
+                copy.seed = (request.seed + k * request.image_count) % (SEED_MAX + 1)
+            requests.append(copy)
     return requests
 
 
