@@ -29,6 +29,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("models_dir", "IMAGEGEN_MODELS_DIR"))
     device: Literal["auto", "cuda", "mps", "cpu"] = Field(
         default="auto", validation_alias=AliasChoices("device", "IMAGEGEN_DEVICE"))
+    # the `ray` provider (imagegen[ray]): "auto" (this node's cluster), "ray://host:10001" (Ray
+    # Client) or "local" (start Ray here); unset: no pool. Workers: GPUs in the cluster by default.
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("ray_address", "IMAGEGEN_RAY_ADDRESS"))
+    ray_workers: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("ray_workers", "IMAGEGEN_RAY_WORKERS"))
 
     def token(self) -> str | None:
         return self.replicate_api_token.get_secret_value() if self.replicate_api_token else None
