@@ -14,7 +14,15 @@ from imagegen.errors import FineTuneError, FineTuneTimeout, JobStoreError
 from ._dataset import Dataset, DatasetImage, load_dataset, safe_stem
 from ._job import FineTuneJob, JobStore, start_finetune
 from ._request import REDACTED, FineTuneRequest, mask_secrets
-from ._store import BEFORE_START, NOT_STARTED, TERMINAL, JobDatabase, JobRecord, check_safetensors, finetune_cards
+from ._store import (
+    BEFORE_START,
+    NOT_STARTED,
+    TERMINAL,
+    JobDatabase,
+    JobRecord,
+    check_safetensors,
+    finetune_cards,
+)
 from ._trainer import JobContext, Trainer, TrainingEstimate, pick_trainer, trainers_of
 
 __all__ = [

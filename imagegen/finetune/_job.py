@@ -238,13 +238,15 @@ class FineTuneJob:
 
     def wait(self, timeout: float | None = None, poll_interval: float = 5.0,
              progress: Callable[[FineTuneJob], None] | None = None) -> FineTuneJob:
-        """Poll until the training ends; resumes a job interrupted before it started.
+        """Poll (every ``poll_interval`` seconds, sooner at first) until the training ends;
+        resumes a job interrupted before it started.
 
         ``progress`` is called with the job whenever its status or progress changes. Raises
         `FineTuneError` when the training failed, `FineTuneTimeout` (also a ``TimeoutError``)
         after ``timeout`` seconds; the job can be waited on again."""
         deadline = None if timeout is None else time.monotonic() + timeout
         seen: tuple[Any, ...] | None = None
+        pause = min(0.5, poll_interval)  # soon at first (a create just sent), then every poll_interval
         while True:
             if self._reload().status in BEFORE_START:
                 self.resume()
@@ -264,7 +266,8 @@ class FineTuneJob:
             if left is not None and left <= 0:
                 raise FineTuneTimeout(f"job {self.id} is still {self.status} after {timeout} s; "
                                       f"wait again with gen.job({self.id!r}).wait()")
-            time.sleep(poll_interval if left is None else max(0.0, min(poll_interval, left)))
+            time.sleep(pause if left is None else max(0.0, min(pause, left)))
+            pause = min(poll_interval, pause * 2)
 
     def cancel(self) -> FineTuneJob:
         """Cancel the training (a cloud trainer bills the time it ran), or the job before it starts."""

@@ -86,6 +86,19 @@ class FineTuneRequest(BaseModel):
         except ValidationError as exc:
             raise masked_validation_error(exc, obj) from None
 
+    @classmethod
+    def model_validate_json(cls, json_data: Any, *args: Any, **kwargs: Any) -> FineTuneRequest:
+        try:
+            return super().model_validate_json(json_data, *args, **kwargs)
+        except ValidationError as exc:
+            import json
+
+            try:
+                data = json.loads(json_data)
+            except ValueError:
+                data = None
+            raise masked_validation_error(exc, data) from None
+
     def __repr_args__(self):  # secret inputs never appear in a repr
         for name, value in super().__repr_args__():
             if name == "extra_inputs":
@@ -177,10 +190,15 @@ class FineTuneRequest(BaseModel):
             if self.trainer_version not in (None, version):
                 raise ValueError("trainer_version contradicts the version in trainer_model")
             self.trainer_model, self.trainer_version = name, version
-        clashes = set(self.extra_inputs) & (set(NAMED_INPUTS) | {"input_images"})
-        if clashes:
-            raise ValueError(f"extra_inputs repeats named fields {sorted(clashes)}: set those fields instead")
         return self
+
+    @field_validator("extra_inputs")
+    @classmethod
+    def _no_named_inputs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        clashes = set(value) & (set(NAMED_INPUTS) | {"input_images"})
+        if clashes:
+            raise ValueError(f"repeats named fields {sorted(clashes)}: set those fields instead")
+        return value
 
     # -- what trainers read ---------------------------------------------------------------
 

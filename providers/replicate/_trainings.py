@@ -135,7 +135,8 @@ class ReplicateTrainer:
             error = provider_error(exc, f"job {job.id}", job.secrets)
             if refused(exc) and job.record.status in ("preparing", "uploaded"):
                 # Nothing was created (a refusal, or a connection never made): nothing to pay.
-                job.update(status="failed", actual_usd=0.0, error=str(error), create_sent_at=None)
+                job.update(expect_status=("preparing", "uploaded"), status="failed", actual_usd=0.0,
+                           error=str(error), create_sent_at=None)
             else:
                 job.update(error=str(error))
             raise error from None
