@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..prompt.infotext import infotext_from_request, parse_infotext, request_from_infotext
+from ..prompt.infotext import infotext_from_request, parse_infotext
 from ..request import ControlNetUnit, GenerateRequest, HiresFix
 from ..samplers import SAMPLERS, SCHEDULE_TYPES, split_sampler
 from ._app import Job, ServerState, refusal_from
@@ -308,7 +308,7 @@ def _to_request(state: ServerState, request: Request, p: _Processing,
     overrides = dict(p.override_settings or {})
     fields: dict[str, Any] = {}
     if p.infotext:  # WebUI: infotext fills what the payload leaves unset
-        fields = request_from_infotext(p.infotext).model_dump(exclude_unset=True)
+        fields = GenerateRequest.from_infotext(p.infotext).model_dump(exclude_unset=True)
 
     def use(name: str) -> bool:
         return name in given or not p.infotext
@@ -524,7 +524,7 @@ def _info(request: GenerateRequest, p: _Processing, result: Any, job: Job, warni
         "prompt": request.prompt, "all_prompts": [request.prompt] * count,
         "negative_prompt": request.negative_prompt, "all_negative_prompts": [request.negative_prompt] * count,
         "seed": seeds[0], "all_seeds": seeds,
-        "subseed": subseed, "all_subseeds": [subseed + i for i in range(count)] if variation else [subseed] * count,
+        "subseed": subseed, "all_subseeds": [subseed + i for i in range(count)],  # WebUI: subseed + i, always
         "subseed_strength": request.variation_strength,
         "width": width, "height": height, "sampler_name": label,
         "cfg_scale": request.cfg_scale, "steps": request.steps, "batch_size": request.batch_size,
