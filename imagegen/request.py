@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .errors import PromptSyntaxError
 from .samplers import normalize_schedule, split_sampler
 
 if TYPE_CHECKING:
@@ -196,6 +197,15 @@ class GenerateRequest(_Strict):
     init_image: ImageInput | None = None
     denoising_strength: float | None = Field(default=None, ge=0.0, le=1.0)
     mask_image: ImageInput | None = None
+    edit: bool | None = Field(
+        default=None, description="True: the prompt is an instruction for init_image (instruction "
+        "editing, e.g. FLUX Kontext); False: img2img (the prompt describes the output); None: either")
+    reference_images: list[ImageInput] = Field(
+        default_factory=list, max_length=16,
+        description="images the prompt refers to ('the cat from image 1'); init_image is not one")
+    output_megapixels: float | None = Field(
+        default=None, gt=0, le=16.8, examples=[1.0, "2K"],
+        description="output size in megapixels (1 MP = 1024x1024), or a preset 0.5K/1K/2K/3K/4K")
     controlnets: list[ControlNetUnit] = Field(default_factory=list)
     output_format: Literal["png", "jpeg", "webp"] = "png"
     midjourney: MidjourneyOptions | None = None
@@ -236,6 +246,13 @@ class GenerateRequest(_Strict):
     def _known_schedule(cls, value: str | None) -> str | None:
         return normalize_schedule(value) if value is not None else None
 
+    @field_validator("output_megapixels", mode="before")
+    @classmethod
+    def _megapixel_preset(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().upper() in MEGAPIXEL_PRESETS:
+            return MEGAPIXEL_PRESETS[value.strip().upper()]
+        return value
+
     @field_validator("model", "vae")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
@@ -258,6 +275,11 @@ class GenerateRequest(_Strict):
             raise ValueError(
                 "denoising_strength applies to init_image (img2img); for hires fix use hires.denoising_strength"
             )
+        if self.edit is not None and self.init_image is None:
+            raise ValueError("edit says how to read init_image (True: the prompt is an instruction "
+                             "for it; False: img2img), so it needs init_image")
+        if self.output_megapixels is not None and self.width and self.height:
+            raise ValueError("give either width and height or output_megapixels, not both")
         return self
 
     # -- derived values ---------------------------------------------------------------
@@ -271,7 +293,10 @@ class GenerateRequest(_Strict):
         return self.batch_size * self.batch_count
 
     def size(self, base: int = 512) -> tuple[int, int]:
-        """Width and height, filling gaps from aspect_ratio at about base×base pixels."""
+        """Width and height, filling gaps from aspect_ratio at about base×base pixels (at
+        ``output_megapixels`` when that is set)."""
+        if self.output_megapixels is not None:
+            base = round(math.sqrt(self.output_megapixels) * 1024)
         if self.width and self.height:
             return self.width, self.height
         rw, rh = parse_aspect_ratio(self.aspect_ratio) if self.aspect_ratio else (1, 1)
@@ -295,30 +320,56 @@ class GenerateRequest(_Strict):
             clip_skip=self.clip_skip not in (None, 1), sampler=self.sampler,
             cfg_scale=self.cfg_scale is not None, steps=self.steps, output_format=self.output_format,
             variation=self.variation_strength > 0,
+            edit=self.edit if self.init_image is not None else None,
+            reference_images=len(self.reference_images), megapixels=self.output_megapixels,
         )
 
     # -- other front ends -------------------------------------------------------------
 
     @classmethod
     def from_midjourney(cls, text: str, **overrides: Any) -> GenerateRequest:
-        """Parse a Midjourney-style prompt (`--ar 9:16 --no text --seed 7`)."""
-        from .prompt.midjourney import request_from_midjourney
+        """Parse a Midjourney-style prompt (`--ar 9:16 --no text --seed 7`); ``overrides`` set
+        request fields on top."""
+        from .prompt.midjourney import parse_midjourney
 
-        return request_from_midjourney(text, **overrides)
+        return cls._from_midjourney_prompt(parse_midjourney(text), overrides)
 
     @classmethod
     def expand_midjourney(cls, text: str, **overrides: Any) -> list[GenerateRequest]:
-        """Every job of a permutation/--repeat prompt (at most 40)."""
-        from .prompt.midjourney import expand_midjourney
+        """Every job of a permutation/--repeat prompt (at most 40).
 
-        return expand_midjourney(text, **overrides)
+        With a fixed seed *s*, repeat *k* starts at seed *s + k × images per job* (*s + k* for one
+        image, as Midjourney varies it), so no repeat pays for an image another one already made.
+        """
+        from .prompt.midjourney_request import expand_jobs
+
+        requests = []
+        for prompt, k in expand_jobs(text):
+            request = cls._from_midjourney_prompt(prompt, overrides)
+            if k and request.seed_fixed:
+                request.seed = (request.seed + k * request.image_count) % (SEED_MAX + 1)
+            requests.append(request)
+        return requests
 
     @classmethod
-    def from_infotext(cls, text: str) -> GenerateRequest:
-        """Rebuild a request from A1111 "parameters" text."""
-        from .prompt.infotext import request_from_infotext
+    def _from_midjourney_prompt(cls, prompt: Any, overrides: dict[str, Any]) -> GenerateRequest:
+        from .prompt.midjourney_request import midjourney_fields
 
-        return request_from_infotext(text)
+        fields = midjourney_fields(prompt)
+        if not fields["prompt"] and "prompt" not in overrides:
+            raise PromptSyntaxError("the prompt has no positive text to generate from (only images or "
+                                    "negative '::' parts)", column=1)
+        options = MidjourneyOptions(**fields.pop("midjourney"))
+        fields["midjourney"] = None if options.is_empty() else options
+        return cls(**{**fields, **overrides})
+
+    @classmethod
+    def from_infotext(cls, text: str, *, include_model: bool = False, **overrides: Any) -> GenerateRequest:
+        """Rebuild a request from A1111 "parameters" text. The checkpoint and VAE names are
+        used only with ``include_model`` (as `local:<name>`), since they rarely exist elsewhere."""
+        from .prompt.infotext import infotext_fields
+
+        return cls(**{**infotext_fields(text, include_model=include_model), **overrides})
 
 
 class RequestNeeds(NamedTuple):
@@ -341,7 +392,13 @@ class RequestNeeds(NamedTuple):
     steps: int | None
     output_format: str
     variation: bool  # a variation seed with a strength above 0
+    edit: bool | None  # how init_image is read: True instruction edit, False img2img, None either
+    reference_images: int  # how many reference images
+    megapixels: float | None  # the output size asked in megapixels
 
+
+# Resolution presets as image models name them (nano-banana, Seedream): the side of a square.
+MEGAPIXEL_PRESETS = {"0.5K": 0.25, "1K": 1.0, "2K": 4.0, "3K": 9.0, "4K": 16.0}
 
 ASPECT_PART_MAX = 10_000  # "W:H" sides beyond this are typos, and would overflow float sizes
 

@@ -298,7 +298,7 @@ def test_memory_options_keep_the_image(provider, card):
 
 
 def test_inexact_sampler_is_a_check_warning(provider, card):
-    warnings = provider.check(request(sampler="DPM adaptive"), card).warnings
+    warnings = provider.prepare(request(sampler="DPM adaptive"), [card])[0].warnings
     assert any("DPM adaptive" in w for w in warnings)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from imagegen.prompt.a1111_schedule import prompt_schedule
 from imagegen.prompt.infotext import format_infotext, parse_infotext
-from imagegen.prompt.midjourney import expand_midjourney
+from imagegen.request import GenerateRequest
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "prompt_corpus.json").read_text(encoding="utf-8"))
 
@@ -43,4 +43,4 @@ def test_real_infotexts_read_as_webui_reads_them(entry):
 
 @pytest.mark.parametrize("entry", CORPUS["midjourney"], ids=lambda entry: entry["text"][:40])
 def test_real_midjourney_prompts_expand_as_midjourney_does(entry):
-    assert [request.prompt for request in expand_midjourney(entry["text"])] == entry["jobs"]
+    assert [request.prompt for request in GenerateRequest.expand_midjourney(entry["text"])] == entry["jobs"]

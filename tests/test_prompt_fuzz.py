@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from imagegen.errors import PromptSyntaxError
 from imagegen.prompt.a1111 import extract_extra_networks, parse_prompt_attention
 from imagegen.prompt.a1111_schedule import prompt_schedule
-from imagegen.prompt.infotext import format_infotext, parse_infotext, request_from_infotext
-from imagegen.prompt.midjourney import expand_midjourney, parse_midjourney, render_midjourney
+from imagegen.prompt.infotext import format_infotext, parse_infotext
+from imagegen.prompt.midjourney import parse_midjourney, render_midjourney
 from imagegen.prompt.translate import to_flux, to_midjourney, to_sd
 from imagegen.request import GenerateRequest
 
@@ -43,12 +43,12 @@ def test_midjourney_parser_never_fails_unexpectedly(text):
 @given(_TEXT | _MJ_WORDS)
 def test_midjourney_expansion_never_fails_unexpectedly(text):
     try:
-        requests = expand_midjourney(text)
+        requests = GenerateRequest.expand_midjourney(text)
     except (PromptSyntaxError, pydantic.ValidationError):
         return
     assert 1 <= len(requests) <= 40
     for request in requests:  # and each job survives a trip through Midjourney text
-        assert expand_midjourney(to_midjourney(request)) == [request]
+        assert GenerateRequest.expand_midjourney(to_midjourney(request)) == [request]
 
 
 @_FUZZ
@@ -83,7 +83,7 @@ def test_infotext_parser_never_fails_unexpectedly(text):
     res = parse_infotext(text)
     assert parse_infotext(format_infotext(res)) == parse_infotext(format_infotext(parse_infotext(format_infotext(res))))
     try:
-        request_from_infotext(text)
+        GenerateRequest.from_infotext(text)
     except (PromptSyntaxError, pydantic.ValidationError):
         pass
 

@@ -13,7 +13,6 @@ from imagegen.prompt.infotext import (
     infotext_from_request,
     parse_infotext,
     quote,
-    request_from_infotext,
     split_infotext,
 )
 from imagegen.request import GenerateRequest, HiresFix, LoraRef
@@ -90,7 +89,7 @@ def test_old_first_pass_size_becomes_hires_resize():
 
 
 def test_docstring_example_maps_to_a_request():
-    request = request_from_infotext(A1111_DOCSTRING)
+    request = GenerateRequest.from_infotext(A1111_DOCSTRING)
     assert (request.steps, request.sampler, request.scheduler, request.cfg_scale, request.seed) == (
         20, "Euler a", None, 7.0, 965400086)
     assert (request.width, request.height, request.clip_skip, request.hires, request.loras) == (
@@ -99,18 +98,18 @@ def test_docstring_example_maps_to_a_request():
 
 
 def test_v193_example_maps_hires_and_loras():
-    request = request_from_infotext(V193_HIRES)
+    request = GenerateRequest.from_infotext(V193_HIRES)
     assert request.prompt == "..."
     assert request.loras == [LoraRef(name="fubuki", weight=1.0), LoraRef(name="space_hopper", weight=1.0)]
     assert (request.sampler, request.scheduler, request.width, request.height) == ("DPM++ 2M SDE", "Karras", 512, 768)
     assert request.hires == HiresFix(scale=2.0, steps=10, upscaler="R-ESRGAN 4x+ Anime6B", denoising_strength=0.6)
     assert request.model is None and request.vae is None
-    named = request_from_infotext(V193_HIRES, include_model=True)
+    named = GenerateRequest.from_infotext(V193_HIRES, include_model=True)
     assert (named.model, named.vae) == ("local:animekawa_v10", "vaeFtMse840000EmaPruned_vae.safetensors")
 
 
 def test_legacy_combined_sampler_is_split_and_clip_skip_read():
-    request = request_from_infotext(LEGACY_MULTILINE)
+    request = GenerateRequest.from_infotext(LEGACY_MULTILINE)
     assert (request.sampler, request.scheduler, request.clip_skip, request.seed) == ("DPM++ 2M", "Karras", 2, 2416682767)
     assert request.hires == HiresFix(scale=2.0, steps=20, upscaler="Latent", denoising_strength=0.55)
     assert request.loras == [LoraRef(name="NAI-cutesexyrobutts", weight=1.0)]
@@ -130,8 +129,8 @@ def test_parse_format_parse_is_stable(text):
 
 @pytest.mark.parametrize("text", [A1111_DOCSTRING, V193_HIRES, LEGACY_MULTILINE, LCM_V194])
 def test_request_round_trips_through_infotext(text):
-    request = request_from_infotext(text)
-    assert request_from_infotext(infotext_from_request(request)) == request
+    request = GenerateRequest.from_infotext(text)
+    assert GenerateRequest.from_infotext(infotext_from_request(request)) == request
 
 
 def test_quoting_follows_a1111():
@@ -156,24 +155,24 @@ def test_infotext_from_request_writes_a1111_key_order():
         'Hires steps: 10, Hires upscaler: Latent, Lora hashes: "style: 0123456789ab", Version: v1.10.1')
     # The legacy combined name is written the 1.9+ way, and reads back split.
     split = request.model_copy(update={"sampler": "DPM++ 2M", "scheduler": "Karras"})
-    assert request_from_infotext(text) == split
+    assert GenerateRequest.from_infotext(text) == split
     assert infotext_from_request(split, model_name="sd15", model_hash="abcdef0123", version="v1.10.1",
                                  extra={"Lora hashes": "style: 0123456789ab"}) == text
 
 
 def test_public_names_delegate_here():
     assert imagegen.parse_infotext is parse_infotext and imagegen.format_infotext is format_infotext
-    assert GenerateRequest.from_infotext(A1111_DOCSTRING) == request_from_infotext(A1111_DOCSTRING)
+    assert GenerateRequest.from_infotext(A1111_DOCSTRING) == GenerateRequest.from_infotext(A1111_DOCSTRING)
 
 
 def test_non_numeric_field_is_an_error_naming_the_field():
     with pytest.raises(PromptSyntaxError, match="infotext Steps: expected a whole number, got 'many'"):
-        request_from_infotext("a\nSteps: many, Sampler: Euler, CFG scale: 7")
+        GenerateRequest.from_infotext("a\nSteps: many, Sampler: Euler, CFG scale: 7")
 
 
 def test_unknown_sampler_is_an_error_naming_it():
     with pytest.raises(PromptSyntaxError, match="unknown sampler 'Warp 9'"):
-        request_from_infotext("a\nSteps: 5, Sampler: Warp 9, CFG scale: 7")
+        GenerateRequest.from_infotext("a\nSteps: 5, Sampler: Warp 9, CFG scale: 7")
 
 
 _VALUE = st.text(alphabet='ab ,:"\\\n1x', min_size=1, max_size=10).filter(lambda v: v == v.strip())

@@ -10,15 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagegen.errors import PromptSyntaxError
-from imagegen.prompt.a1111 import extract_extra_networks, lora_tag
+from imagegen.prompt.a1111 import LoraTag, extract_extra_networks, lora_tag
 from imagegen.prompt.infotext import (
     WEBUI_DEFAULTS,
     format_infotext,
     infotext_from_request,
     parse_infotext,
     parse_version,
-    request_from_infotext,
-)
+    )
 from imagegen.request import SEED_MAX, GenerateRequest, HiresFix, LoraRef
 from imagegen.samplers import SAMPLERS, SCHEDULE_TYPES
 
@@ -108,7 +107,7 @@ def test_first_pass_size_gives_int_sizes():
     res = parse_infotext(f"x\n{PARAMS}, First pass size: 0x0".replace("512x512", "1024x768"))
     # WebUI's old_hires_fix_first_pass_dimensions: about 512x512 pixels, sides rounded up to 64
     assert (res["Size-1"], res["Size-2"], res["Hires resize-1"], res["Hires resize-2"]) == (640, 448, 1024, 768)
-    request = request_from_infotext(f"x\n{PARAMS}, First pass size: 256x256, Hires upscaler: Latent")
+    request = GenerateRequest.from_infotext(f"x\n{PARAMS}, First pass size: 256x256, Hires upscaler: Latent")
     assert (request.width, request.height) == (256, 256)
     assert (request.hires.resize_width, request.hires.resize_height) == (512, 512)
 
@@ -119,13 +118,13 @@ def test_a_literal_size_key_that_is_not_a_number_is_left_alone():
 
 
 def test_hires_resize_with_one_side_zero():
-    request = request_from_infotext(f"x\n{PARAMS}, Hires resize: 1024x0, Hires upscaler: Latent")
+    request = GenerateRequest.from_infotext(f"x\n{PARAMS}, Hires resize: 1024x0, Hires upscaler: Latent")
     assert (request.hires.resize_width, request.hires.resize_height) == (1024, None)
 
 
 def test_variation_fields_read_on_their_own():
-    assert request_from_infotext(f"x\n{PARAMS}, Variation seed strength: 0.3").variation_strength == 0.3
-    assert request_from_infotext(f"x\n{PARAMS}, Variation seed: 7").variation_seed == 7
+    assert GenerateRequest.from_infotext(f"x\n{PARAMS}, Variation seed strength: 0.3").variation_strength == 0.3
+    assert GenerateRequest.from_infotext(f"x\n{PARAMS}, Variation seed: 7").variation_seed == 7
 
 
 # -- writing ------------------------------------------------------------------------------
@@ -137,7 +136,7 @@ def test_variation_seed_and_strength_are_written_as_webui_orders_them():
     text = infotext_from_request(request, model_name="sd15", vae_name="vae")
     assert text == ("a cat\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, CFG scale: 7, Seed: 1, "
                     "Size: 512x512, Model: sd15, VAE: vae, Variation seed: 9, Variation seed strength: 0.1")
-    assert request_from_infotext(text) == request
+    assert GenerateRequest.from_infotext(text) == request
     random = request.model_copy(update={"variation_seed": None})
     assert "Variation seed: -1," in infotext_from_request(random)
     none = request.model_copy(update={"variation_strength": 0.0, "variation_seed": None})
@@ -148,7 +147,7 @@ def test_a_bare_request_writes_what_webui_always_writes():
     text = infotext_from_request(GenerateRequest(prompt="Steps: 1, Seed: 2"))
     assert text == ("Steps: 1, Seed: 2\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Automatic, CFG scale: 7, "
                     "Seed: -1, Size: 512x512")
-    request = request_from_infotext(text)
+    request = GenerateRequest.from_infotext(text)
     assert request.prompt == "Steps: 1, Seed: 2"  # the short line stays prompt text
     assert (request.steps, request.sampler, request.cfg_scale, request.seed) == (
         WEBUI_DEFAULTS["Steps"], WEBUI_DEFAULTS["Sampler"], WEBUI_DEFAULTS["CFG scale"], -1)
@@ -157,7 +156,7 @@ def test_a_bare_request_writes_what_webui_always_writes():
 def test_a_request_with_two_fields_is_not_read_back_as_prompt():
     request = GenerateRequest(prompt="a cat", steps=30, seed=4, width=512, height=512, sampler="Euler",
                               cfg_scale=5)
-    assert request_from_infotext(infotext_from_request(request)) == request
+    assert GenerateRequest.from_infotext(infotext_from_request(request)) == request
 
 
 def test_a_lora_tag_in_the_prompt_takes_the_request_weight():
@@ -165,7 +164,7 @@ def test_a_lora_tag_in_the_prompt_takes_the_request_weight():
                                                                      LoraRef(name="extra", weight=0.3)])
     text = infotext_from_request(request)
     assert text.split("\n")[0] == "a <lora:style:0.8> cat <lora:extra:0.3>"
-    back = request_from_infotext(text)
+    back = GenerateRequest.from_infotext(text)
     assert back.prompt == "a cat"
     assert back.loras == [LoraRef(name="style", weight=0.8), LoraRef(name="extra", weight=0.3)]
 
@@ -182,19 +181,19 @@ def test_lora_names_holding_colons_read_back(name):
                               sampler="Euler", cfg_scale=7, width=512, height=512)
     text = infotext_from_request(request)
     assert f"<lora:{name}:0.7>" in text
-    assert request_from_infotext(text) == request
+    assert GenerateRequest.from_infotext(text) == request
 
 
 def test_webui_named_items_in_lora_tags_are_read():
     warnings: list[str] = []
     text, loras = extract_extra_networks("a <lora:x:0.6:lbw=MIDD> <lora:y:te=0.2>", warnings)
-    assert loras == [LoraRef(name="x", weight=0.6), LoraRef(name="y", weight=0.2)]
+    assert loras == [LoraTag("x", 0.6), LoraTag("y", 0.2)]
     assert "lbw=" in warnings[0]
 
 
 def test_a_lora_tag_without_any_weight_is_still_an_error():
     with pytest.raises(PromptSyntaxError, match="expected a number"):
-        request_from_infotext(f"a <lora:x:strong>\n{PARAMS}")
+        GenerateRequest.from_infotext(f"a <lora:x:strong>\n{PARAMS}")
 
 
 def test_lora_weights_are_written_exactly():
@@ -266,7 +265,7 @@ def expressible_requests(draw) -> GenerateRequest:
 @given(expressible_requests())
 def test_every_expressible_request_reads_back_unchanged(request):
     text = infotext_from_request(request)
-    assert request_from_infotext(text) == request
+    assert GenerateRequest.from_infotext(text) == request
     # and what WebUI's parser (ported in parse_infotext) pastes into its fields
     res = parse_infotext(text)
     assert (res["Steps"], res["Seed"], res["Size-1"], res["Size-2"]) == (

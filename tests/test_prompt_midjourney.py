@@ -12,13 +12,11 @@ from imagegen.prompt.midjourney import (
     MidjourneyPrompt,
     PromptPart,
     StyleRef,
-    expand_midjourney,
     expand_prompts,
     parse_midjourney,
     render_midjourney,
-    request_from_midjourney,
-    to_midjourney,
 )
+from imagegen.prompt.midjourney_request import to_midjourney
 from imagegen.prompt.permutations import count_permutations, expand_permutations
 from imagegen.request import GenerateRequest
 
@@ -58,14 +56,14 @@ def test_empty_option_and_glued_group():
 
 
 def test_permutation_of_parameter_values_and_of_a_parameter_name():
-    requests = expand_midjourney("a cat --ar {3:2, 1:1, 2:3, 1:2}")
+    requests = GenerateRequest.expand_midjourney("a cat --ar {3:2, 1:1, 2:3, 1:2}")
     assert [r.aspect_ratio for r in requests] == ["3:2", "1:1", "2:3", "1:2"]
-    models = expand_midjourney("a cat --{v 5, niji}")
+    models = GenerateRequest.expand_midjourney("a cat --{v 5, niji}")
     assert [(r.midjourney.version, r.midjourney.niji) for r in models] == [("5", None), (None, "6")]
 
 
 def test_research_example_three_gives_six_jobs():
-    requests = expand_midjourney('vintage travel poster of {Lisbon, Kyoto, Reykjavik} with the word "VISIT" '
+    requests = GenerateRequest.expand_midjourney('vintage travel poster of {Lisbon, Kyoto, Reykjavik} with the word "VISIT" '
                                  "in bold letters --ar 2:3 --v 6.1 --s {100, 400}")
     assert len(requests) == 6
     assert {r.midjourney.stylize for r in requests} == {100, 400}
@@ -73,9 +71,9 @@ def test_research_example_three_gives_six_jobs():
 
 
 def test_forty_jobs_are_allowed_and_forty_one_are_not():
-    assert len(expand_midjourney("a {1,2,3,4,5,6,7,8} {a,b,c,d,e} cat")) == 40
+    assert len(GenerateRequest.expand_midjourney("a {1,2,3,4,5,6,7,8} {a,b,c,d,e} cat")) == 40
     with pytest.raises(PromptSyntaxError, match="41 jobs"):
-        expand_midjourney("a {" + ",".join(str(i) for i in range(41)) + "} cat")
+        GenerateRequest.expand_midjourney("a {" + ",".join(str(i) for i in range(41)) + "} cat")
 
 
 def test_an_exploding_permutation_is_refused_without_expanding_it():
@@ -85,21 +83,21 @@ def test_an_exploding_permutation_is_refused_without_expanding_it():
 
 
 def test_repeat_unrolls_into_identical_jobs_and_counts_toward_forty():
-    requests = expand_midjourney("a {red, blue} bird --repeat 2")
+    requests = GenerateRequest.expand_midjourney("a {red, blue} bird --repeat 2")
     assert [r.prompt for r in requests] == ["a red bird", "a red bird", "a blue bird", "a blue bird"]
     assert all(r.midjourney is None or r.midjourney.repeat is None for r in requests)
     with pytest.raises(PromptSyntaxError, match="60 jobs"):
-        expand_midjourney("a {b, c} --r 30")
+        GenerateRequest.expand_midjourney("a {b, c} --r 30")
 
 
 def test_permutations_are_refused_in_relax_mode():
     with pytest.raises(PromptSyntaxError, match="Fast or Turbo"):
-        expand_midjourney("a {b, c} --relax")
+        GenerateRequest.expand_midjourney("a {b, c} --relax")
 
 
 def test_an_error_in_one_permutation_names_that_job():
     with pytest.raises(PromptSyntaxError, match="permutation 2") as caught:
-        expand_midjourney("a cat --ar {1:1, 1:0}")
+        GenerateRequest.expand_midjourney("a cat --ar {1:1, 1:0}")
     assert caught.value.token == "1:0"
 
 
@@ -119,14 +117,14 @@ def test_contract_example_maps_to_request_fields():
 
 
 def test_no_list_and_negative_weights_both_become_the_negative_prompt():
-    request = request_from_midjourney("tulips:: red::-.5 --no text, watermark")
+    request = GenerateRequest.from_midjourney("tulips:: red::-.5 --no text, watermark")
     assert request.prompt == "tulips"
     assert request.negative_prompt == "text, watermark, red"
     assert request.midjourney.extra["multi_prompt"] == [["tulips", 1.0], ["red", -0.5]]
 
 
 def test_midjourney_only_parameters_are_kept_typed():
-    request = request_from_midjourney(
+    request = GenerateRequest.from_midjourney(
         "https://a.com/x.png a cat --iw 1.5 --s 250 --c 20 --weird 100 --q 2 --tile --style raw --v 6.1 "
         "--stop 80 --sref https://a.com/s.png::2 --sw 300 --cref https://a.com/c.png --cw 40 --p abc")
     mj = request.midjourney
@@ -138,7 +136,7 @@ def test_midjourney_only_parameters_are_kept_typed():
 
 
 def test_niji_is_kept_as_the_anime_model_hint():
-    assert request_from_midjourney("a fox --niji 6").midjourney.niji == "6"
+    assert GenerateRequest.from_midjourney("a fox --niji 6").midjourney.niji == "6"
 
 
 def test_overrides_set_request_fields_on_top():
@@ -149,7 +147,7 @@ def test_overrides_set_request_fields_on_top():
 def test_image_only_prompt_cannot_become_a_request():
     assert parse_midjourney("https://a.com/x.png").image_prompts == ("https://a.com/x.png",)
     with pytest.raises(PromptSyntaxError, match="no positive text"):
-        request_from_midjourney("https://a.com/x.png")
+        GenerateRequest.from_midjourney("https://a.com/x.png")
 
 
 def test_parse_errors_are_imagegen_errors():
@@ -164,11 +162,11 @@ def test_to_midjourney_renders_a_plain_request():
 
 def test_to_midjourney_keeps_multi_prompt_weights():
     text = "cyberpunk night market:: neon signage::1.5 rain::-0.5 --ar 21:9 --c 20 --v 6"
-    assert to_midjourney(request_from_midjourney(text)) == text
+    assert to_midjourney(GenerateRequest.from_midjourney(text)) == text
 
 
 def test_edited_prompt_wins_over_stored_multi_prompt_parts():
-    request = request_from_midjourney("a::2 b").model_copy(update={"prompt": "something else"})
+    request = GenerateRequest.from_midjourney("a::2 b").model_copy(update={"prompt": "something else"})
     assert to_midjourney(request) == "something else"
 
 
@@ -222,8 +220,8 @@ def test_parse_of_render_gives_back_the_same_prompt(prompt):
 @given(_prompts())
 def test_request_survives_to_midjourney_and_back(prompt):
     assume(any(part.weight >= 0 for part in prompt.parts))
-    request = request_from_midjourney(render_midjourney(prompt))
-    assert request_from_midjourney(to_midjourney(request)) == request
+    request = GenerateRequest.from_midjourney(render_midjourney(prompt))
+    assert GenerateRequest.from_midjourney(to_midjourney(request)) == request
 
 
 def test_expand_prompts_keeps_repeat_on_the_parsed_prompt():
@@ -259,7 +257,7 @@ def test_other_links_without_an_image_extension_are_still_refused():
 def test_repeated_no_is_merged():
     assert parse_midjourney("a cat --no text --no people, dogs --ar 2:3").params.negative == (
         "text", "people", "dogs")
-    assert request_from_midjourney("a cat --no text --no people").negative_prompt == "text, people"
+    assert GenerateRequest.from_midjourney("a cat --no text --no people").negative_prompt == "text, people"
 
 
 @pytest.mark.parametrize("text", ["a cat \u2013-ar 9:16 \u2014no dogs", "a cat \u2013ar 9:16 \u2014-no dogs",
@@ -277,7 +275,7 @@ def test_dashes_in_prose_stay_text(text):
 @pytest.mark.parametrize("text", ["/imagine prompt: a cat --ar 16:9", "/imagine prompt:a cat --ar 16:9",
                                   "  /IMAGINE prompt: a cat --ar 16:9", "/imagine a cat --ar 16:9"])
 def test_a_leading_imagine_command_is_stripped(text):
-    assert request_from_midjourney(text) == request_from_midjourney("a cat --ar 16:9")
+    assert GenerateRequest.from_midjourney(text) == GenerateRequest.from_midjourney("a cat --ar 16:9")
 
 
 def test_errors_after_an_imagine_command_count_columns_from_the_text_as_given():
@@ -295,6 +293,6 @@ def test_iw_without_an_image_prompt_is_a_warning():
     prompt = parse_midjourney("a cat --iw 1.5")
     assert prompt.params.image_weight == 1.5
     assert prompt.warnings == ("--iw 1.5 has no effect: the prompt starts with no image prompt",)
-    assert request_from_midjourney("a cat --iw 1.5").midjourney.image_weight == 1.5
+    assert GenerateRequest.from_midjourney("a cat --iw 1.5").midjourney.image_weight == 1.5
     jobs = expand_prompts("a {cat, dog} --iw 1")
     assert all("no effect" in job.warnings[0] and "in permutation" in job.warnings[0] for job in jobs)

@@ -6,7 +6,6 @@ import pytest
 
 from imagegen.errors import PromptSyntaxError
 from imagegen.prompt.a1111 import parse_prompt_attention
-from imagegen.prompt.midjourney import request_from_midjourney
 from imagegen.prompt.translate import (
     plain_text,
     split_sd_prompt,
@@ -40,7 +39,7 @@ def test_flux_resolves_prompt_editing_to_the_final_prompt():
 
 
 def test_flux_drops_midjourney_weights_with_a_warning():
-    text, warnings = to_flux(request_from_midjourney("space::2 ship:: rain::-0.5"))
+    text, warnings = to_flux(GenerateRequest.from_midjourney("space::2 ship:: rain::-0.5"))
     assert text == "space, ship"
     assert any("'::' prompt weights" in w for w in warnings)
     assert any("negative prompt" in w and "rain" in w for w in warnings)
@@ -66,7 +65,7 @@ def test_sd_prefers_the_loras_field_when_a_tag_repeats_it():
 
 
 def test_sd_turns_midjourney_weights_into_a1111_weights_averaging_one():
-    text = to_sd(request_from_midjourney("space::3 ship:: rain::-1"))
+    text = to_sd(GenerateRequest.from_midjourney("space::3 ship:: rain::-1"))
     assert text == "(space:1.5), (ship:0.5)"
     weights = [w for t, w in parse_prompt_attention(text) if t.strip(", ")]
     assert weights == [pytest.approx(1.5), pytest.approx(0.5)]
@@ -75,7 +74,7 @@ def test_sd_turns_midjourney_weights_into_a1111_weights_averaging_one():
 def test_midjourney_dialect_is_the_rendered_string():
     request = GenerateRequest(prompt="a (cat) {x}", negative_prompt="text", aspect_ratio="16:9", seed=3)
     assert to_midjourney(request) == "a (cat) \\{x\\} --ar 16:9 --no text --seed 3"
-    assert request_from_midjourney(to_midjourney(request)).prompt == "a (cat) {x}"
+    assert GenerateRequest.from_midjourney(to_midjourney(request)).prompt == "a (cat) {x}"
 
 
 def test_plain_text_collects_warnings_in_the_given_list():
@@ -85,7 +84,7 @@ def test_plain_text_collects_warnings_in_the_given_list():
 
 
 def test_midjourney_only_options_a_backend_ignores_are_listed():
-    request = request_from_midjourney("a cat --s 250 --tile --sref 1 --sw 300 --niji 6 --seed 4")
+    request = GenerateRequest.from_midjourney("a cat --s 250 --tile --sref 1 --sw 300 --niji 6 --seed 4")
     warnings = unsupported_midjourney_options(request, supported=frozenset({"tile"}))
     assert warnings == [
         "--niji 6 is a Midjourney option this backend ignores",
@@ -93,4 +92,4 @@ def test_midjourney_only_options_a_backend_ignores_are_listed():
         "--sref 1 is a Midjourney option this backend ignores",
         "--sw 300 is a Midjourney option this backend ignores",
     ]
-    assert unsupported_midjourney_options(request_from_midjourney("a:: b --seed 1")) == []
+    assert unsupported_midjourney_options(GenerateRequest.from_midjourney("a:: b --seed 1")) == []

@@ -27,11 +27,11 @@ def plan(provider, short, **fields):
     return plan_request(GenerateRequest(prompt="a fox", **fields), card(provider, short), seed=11)
 
 
-def test_every_flux_model_has_a_card_with_a_dated_or_sourced_price(provider):
+def test_every_model_in_the_schema_table_has_a_card_with_a_sourced_price(provider):
     ids = {c.model for c in provider.models()}
     assert ids == set(MODELS)
     for c in provider.models():
-        assert c.price.per_image > 0 and c.price.source
+        assert c.price.units and c.price.source
 
 
 def test_supported_ratio_is_sent_as_is_without_warning(provider):
@@ -134,7 +134,7 @@ def test_passthrough_overriding_a_translated_value_is_reported(provider):
 def test_check_warns_about_everything_flux_ignores(provider):
     request = GenerateRequest(prompt="a fox", negative_prompt="blurry", sampler="Euler a",
                               vae="sdxl-vae", clip_skip=2, aspect_ratio="7:3")
-    result = provider.check(request, card(provider, "flux-dev"))
+    result = provider.prepare(request, [card(provider, "flux-dev")])[0]
     text = " | ".join(result.warnings)
     for word in ("negative_prompt", "sampler", "vae", "clip_skip", "7:3"):
         assert word in text
@@ -143,7 +143,7 @@ def test_check_warns_about_everything_flux_ignores(provider):
 
 def test_check_without_token_is_a_hard_miss_naming_the_variable():
     bare = ReplicateProvider(Settings(replicate_api_token=None))
-    result = bare.check(GenerateRequest(prompt="a fox"), bare.models()[0])
+    result = bare.prepare(GenerateRequest(prompt="a fox"), [bare.models()[0]])[0]
     assert result.missing[0] == NO_TOKEN
     assert len(bare.models()) == len(MODELS)  # cards are still listed
 

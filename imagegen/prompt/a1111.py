@@ -8,12 +8,9 @@ Prompt editing and alternation schedules are in `a1111_schedule`.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from ..errors import PromptSyntaxError
-
-if TYPE_CHECKING:
-    from ..request import LoraRef
 
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
@@ -111,20 +108,25 @@ def _short(weight: float) -> str:
 # -- extra networks ----------------------------------------------------------------------
 
 
-def extract_extra_networks(text: str, warnings: list[str] | None = None) -> tuple[str, list[LoraRef]]:
+class LoraTag(NamedTuple):
+    """A `<lora:name:weight>` tag read from prompt text (a request's `LoraRef` holds the same)."""
+
+    name: str
+    weight: float = 1.0
+
+
+def extract_extra_networks(text: str, warnings: list[str] | None = None) -> tuple[str, list[LoraTag]]:
     """Remove `<lora:name:weight>` / `<lyco:...>` tags (and other extra networks) from ``text``.
 
     Returns the clean text and the LoRAs. Tags of other kinds (`<hypernet:...>`) are removed as
     A1111 does, and reported in ``warnings`` since nothing here applies them.
     """
-    from ..request import LoraRef
-
-    loras: list[LoraRef] = []
+    loras: list[LoraTag] = []
 
     def found(match: re.Match) -> str:
         kind, args = match.group(1).lower(), match.group(2)
         if kind in LORA_KINDS:
-            loras.append(_lora(match, args, warnings, LoraRef))
+            loras.append(_lora(match, args, warnings))
         elif warnings is not None:
             warnings.append(f"extra network {match.group(0)!r} is not supported and was removed from the prompt")
         return ""
@@ -134,7 +136,7 @@ def extract_extra_networks(text: str, warnings: list[str] | None = None) -> tupl
     return _EXTRA_NETWORK.sub(found, text), loras
 
 
-def _lora(match: re.Match, args: str, warnings: list[str] | None, lora_cls: type) -> LoraRef:
+def _lora(match: re.Match, args: str, warnings: list[str] | None) -> LoraTag:
     """`<lora:name[:te[:unet[:dyn]]]>`; an item `key=value` is named (`te=`, `unet=`, `dyn=`)."""
     name, te, unet, named = _lora_args(args)
     if not name:
@@ -150,7 +152,7 @@ def _lora(match: re.Match, args: str, warnings: list[str] | None, lora_cls: type
     if not low <= weight <= high:
         raise PromptSyntaxError(f"LoRA weight {weight:g} in {match.group(0)!r} is outside {low:g}..{high:g}",
                                 column=match.start() + 1, token=match.group(0))
-    return lora_cls(name=name, weight=weight)
+    return LoraTag(name, weight)
 
 
 def _lora_args(args: str) -> tuple[str, str, str | None, dict[str, str]]:

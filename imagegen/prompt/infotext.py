@@ -2,7 +2,7 @@
 
 `parse_infotext` reads it as A1111's `parse_generation_parameters` does (WebUI 1.10:
 `modules/infotext_utils.py`), `format_infotext` writes it as `processing.create_infotext`
-does, and `request_from_infotext` / `infotext_from_request` convert to and from requests.
+does, and `infotext_fields` / `infotext_from_request` convert to and from requests.
 """
 
 from __future__ import annotations
@@ -285,11 +285,11 @@ def format_infotext(
 # -- requests ----------------------------------------------------------------------------
 
 
-def request_from_infotext(text: str, *, include_model: bool = False, **overrides: Any) -> GenerateRequest:
-    """A request that reproduces the image: LoRA tags become `loras`, legacy sampler names
-    ("DPM++ 2M Karras") split into sampler + scheduler. The checkpoint and VAE names are only
-    used with ``include_model`` (as `local:<name>`), since they rarely exist elsewhere."""
-    from ..request import GenerateRequest, HiresFix
+def infotext_fields(text: str, *, include_model: bool = False) -> dict[str, Any]:
+    """`GenerateRequest` fields that reproduce the image (plain values: the request validates
+    them): LoRA tags become `loras`, legacy sampler names ("DPM++ 2M Karras") split into
+    sampler + scheduler. The checkpoint and VAE names are only used with ``include_model`` (as
+    `local:<name>`), since they rarely exist elsewhere."""
     from ..samplers import split_sampler
 
     res = parse_infotext(text)
@@ -297,7 +297,7 @@ def request_from_infotext(text: str, *, include_model: bool = False, **overrides
     fields: dict[str, Any] = {
         "prompt": prompt or res["Prompt"],
         "negative_prompt": res["Negative prompt"],
-        "loras": loras,
+        "loras": [lora._asdict() for lora in loras],
     }
     read = _Reader(res)
     if "Steps" in res:
@@ -329,9 +329,8 @@ def request_from_infotext(text: str, *, include_model: bool = False, **overrides
         fields["vae"] = res["VAE"]
     hires = _hires(res, read)
     if hires is not None:
-        fields["hires"] = HiresFix(**hires)
-    fields.update(overrides)
-    return GenerateRequest(**fields)
+        fields["hires"] = hires
+    return fields
 
 
 class _Reader:
@@ -480,4 +479,4 @@ def _with_lora_tags(prompt: str, loras: list) -> str:
 
 
 __all__ = ["WEBUI_DEFAULTS", "InfotextParams", "format_infotext", "infotext_from_request", "parse_infotext",
-           "parse_version", "quote", "request_from_infotext", "split_infotext"]
+           "infotext_fields", "parse_version", "quote", "split_infotext"]

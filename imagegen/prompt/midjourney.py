@@ -1,8 +1,8 @@
 """Midjourney-style prompts: `[image URLs] text[::weight ...] --param value ...`.
 
 `parse_midjourney` gives a typed `MidjourneyPrompt`, `render_midjourney` writes it back, and
-`request_from_midjourney` / `expand_midjourney` / `to_midjourney` convert to and from
-`GenerateRequest`. The parameter table lives in `midjourney_params`.
+`midjourney_request` turns it into request fields and back (`GenerateRequest.from_midjourney`
+builds the request). The parameter table lives in `midjourney_params`.
 """
 
 from __future__ import annotations
@@ -467,11 +467,7 @@ def expand_prompts(text: str) -> list[MidjourneyPrompt]:
     return prompts
 
 
-# The GenerateRequest conversions live next door; they are part of this module's interface.
-from .midjourney_request import expand_midjourney, request_from_midjourney, to_midjourney  # noqa: E402
-
 __all__ = [
-    "MidjourneyParams", "MidjourneyPrompt", "PromptPart", "StyleRef", "expand_midjourney",
-    "expand_prompts", "format_number", "parse_midjourney", "render_midjourney",
-    "request_from_midjourney", "strip_imagine", "to_midjourney",
+    "MidjourneyParams", "MidjourneyPrompt", "PromptPart", "StyleRef", "expand_prompts",
+    "format_number", "parse_midjourney", "render_midjourney", "strip_imagine",
 ]

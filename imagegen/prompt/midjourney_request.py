@@ -1,4 +1,4 @@
-"""Midjourney-style prompts to and from `GenerateRequest`.
+"""Midjourney-style prompts to and from `GenerateRequest` fields.
 
 Parameters with an A1111 meaning become request fields (`--ar`, `--no`, `--seed`); the rest
 are kept typed in `GenerateRequest.midjourney` for the backends that can honour them.
@@ -10,19 +10,17 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PromptSyntaxError
 from .midjourney import (
     MidjourneyParams,
     MidjourneyPrompt,
     PromptPart,
     StyleRef,
     expand_prompts,
-    parse_midjourney,
     render_midjourney,
 )
 
 if TYPE_CHECKING:
-    from ..request import GenerateRequest
+    from ..request import GenerateRequest  # read, never built, here: the request builds itself
 
 # MidjourneyParams fields kept under MidjourneyOptions.extra (no typed field there).
 _EXTRA_FIELDS = ("cw", "sw", "sv", "ow", "draft", "exp", "speed", "video", "motion", "loop")
@@ -31,42 +29,22 @@ _OPTION_FIELDS = ("version", "niji", "stylize", "chaos", "weird", "quality", "ti
                   "repeat", "image_weight", "cref", "oref")
 
 
-def request_from_midjourney(text: str, **overrides: Any) -> GenerateRequest:
-    """One request from a Midjourney-style prompt; ``overrides`` set request fields on top."""
-    return request_from_prompt(parse_midjourney(text), **overrides)
-
-
-def expand_midjourney(text: str, **overrides: Any) -> list[GenerateRequest]:
-    """One request per job: permutations expanded, ``--repeat N`` unrolled (at most 40).
-
-    With a fixed seed *s*, repeat *k* starts at seed *s + k × images per job* (*s + k* for one
-    image, as Midjourney varies it), so no repeat pays for an image another one already made.
-    """
-    from ..request import SEED_MAX
-
-    requests: list[GenerateRequest] = []
+def expand_jobs(text: str) -> list[tuple[MidjourneyPrompt, int]]:
+    """(prompt, k) per job: permutations expanded, ``--repeat N`` unrolled into repeats k = 0..N-1
+    (at most 40 jobs), so the request side can vary each repeat's seed."""
+    jobs: list[tuple[MidjourneyPrompt, int]] = []
     for prompt in expand_prompts(text):
-        count = prompt.params.repeat or 1
         single = replace(prompt, params=replace(prompt.params, repeat=None))
-        request = request_from_prompt(single, **overrides)
-        for k in range(count):
-            copy = request.model_copy(deep=True)
-            if k and request.seed_fixed:
-                copy.seed = (request.seed + k * request.image_count) % (SEED_MAX + 1)
-            requests.append(copy)
-    return requests
+        jobs += [(single, k) for k in range(prompt.params.repeat or 1)]
+    return jobs
 
 
-def request_from_prompt(prompt: MidjourneyPrompt, **overrides: Any) -> GenerateRequest:
-    from ..request import GenerateRequest, MidjourneyOptions
-
+def midjourney_fields(prompt: MidjourneyPrompt) -> dict[str, Any]:
+    """`GenerateRequest` fields for one parsed prompt (plain values: the request validates them)."""
     params = prompt.params
     positive = [part for part in prompt.parts if part.weight >= 0]
     negative = [part.text for part in prompt.parts if part.weight < 0]
-    text = ", ".join(part.text for part in positive)
-    if not text and "prompt" not in overrides:
-        raise PromptSyntaxError("the prompt has no positive text to generate from (only images or "
-                                "negative '::' parts)", column=1)
+    text = ", ".join(part.text for part in positive)  # may be empty: only images or `::-w` parts
     options: dict[str, Any] = {name: getattr(params, name) for name in _OPTION_FIELDS}
     options["cref"] = list(params.cref)
     options["image_prompts"] = list(prompt.image_prompts)
@@ -78,16 +56,13 @@ def request_from_prompt(prompt: MidjourneyPrompt, **overrides: Any) -> GenerateR
     if len(prompt.parts) > 1 or any(part.weight != 1 for part in prompt.parts):
         extra["multi_prompt"] = [[part.text, part.weight] for part in prompt.parts]
     options["extra"] = extra
-    midjourney = MidjourneyOptions(**options)
-    fields: dict[str, Any] = {
+    return {
         "prompt": text,
         "negative_prompt": ", ".join([*params.negative, *negative]),
         "aspect_ratio": params.aspect,
         "seed": params.seed,
-        "midjourney": None if midjourney.is_empty() else midjourney,
+        "midjourney": options,
     }
-    fields.update(overrides)
-    return GenerateRequest(**fields)
 
 
 def _sref_text(ref: StyleRef) -> str:

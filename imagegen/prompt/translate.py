@@ -10,12 +10,13 @@ import re
 from typing import TYPE_CHECKING
 
 from ..errors import PromptSyntaxError
+from ..request import LoraRef
 from .a1111 import BREAK, extract_extra_networks, format_weighted, parse_prompt_attention
 from .a1111_schedule import prompt_schedule
 from .midjourney_request import to_midjourney
 
 if TYPE_CHECKING:
-    from ..request import GenerateRequest, LoraRef
+    from ..request import GenerateRequest
 
 DEFAULT_STEPS = 20  # A1111's default, to place `[from:to:when]` fractions when steps is unset
 
@@ -105,7 +106,7 @@ def split_sd_prompt(request: GenerateRequest) -> tuple[str, list[LoraRef], list[
         if lora.name in named:
             warnings.append(f"LoRA {lora.name!r} is both in `loras` and in the prompt; using `loras`")
         else:
-            loras.append(lora)
+            loras.append(LoraRef(name=lora.name, weight=lora.weight))
             named.add(lora.name)
     return _SPACES.sub(" ", text).strip(), loras, _unique(warnings)
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
 from imagegen.errors import ConfigError, ModelLoadError
-from imagegen.prompt.a1111 import extract_extra_networks
-from imagegen.prompt.translate import sd_prompt_text, unsupported_midjourney_options
+from imagegen.prompt.translate import sd_prompt_text, split_sd_prompt, unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
 from ..base import BaseProvider, Prepared, ProgressCallback, runnable
 from ._embeddings import find_embeddings, mentioned
+from ._families import is_flow
 from ._files import (
     addnet_hash,
     file_hash,
@@ -33,6 +33,7 @@ from ._files import (
     resolve_lora,
     resolve_vae,
 )
+from ._flow_cards import flow_card, prepare_flow
 from ._schedulers import choose_scheduler
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ DEFAULT_CFG = 7.0
 OPTIONS = {  # provider_options["local"] keys -> expected type
     "attention_slicing": bool, "vae_tiling": bool, "vae_slicing": bool, "cpu_offload": bool,
     "dtype": str, "config": str,
+    # flow-match models (FLUX.1, FLUX.2, SD 3.5): see _memory and _flow_plan
+    "offload": str, "quantize": str, "base": str, "true_cfg_scale": (int, float),
 }
 DTYPES = ("float16", "bfloat16", "float32")
 _PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no charge", date="2026-11-24")
@@ -53,6 +56,8 @@ _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", 
 
 
 def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
+    if is_flow(family):
+        return flow_card(ref, family, kind, display)
     caps = Capabilities(
         negative_prompt=True, seed=True, lora=family != "demo", img2img=True, inpaint=True,
         controlnet=family != "demo", hires_fix=True, clip_skip=family != "sdxl", variation_seed=True,
@@ -111,6 +116,9 @@ class LocalProvider(BaseProvider):
         extra = _request_warnings(request)
         prepared = []
         for card in cards:
+            if is_flow(card.family):  # FLUX / SD 3.5: their own knobs, warnings and plan
+                prepared.append(prepare_flow(self, request, card, needs, options(request)))
+                continue
             one = self.prepare_one(request, card, needs)
             one.warnings += extra
             prepared.append(one)
@@ -121,6 +129,10 @@ class LocalProvider(BaseProvider):
     def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult:
         runnable(prepared)
         with self._lock:
+            if is_flow(prepared.card.family):
+                from ._flow_run import generate_flow
+
+                return generate_flow(self, prepared, progress)
             return self._generate(prepared.request, prepared.card, progress)
 
     def _generate(self, request: GenerateRequest, card: ModelCard,
@@ -148,9 +160,10 @@ class LocalProvider(BaseProvider):
         model, load_s = self.cache.get(path, device, dtype, cpu_offload=offload,
                                        config=Path(opts["config"]) if "config" in opts else None)
 
-        # Midjourney `::` weights reach the model as A1111 weights (the infotext shows them too)
-        prompt, tag_loras = extract_extra_networks(sd_prompt_text(request), warnings)
-        loras = [*tag_loras, *request.loras]
+        # Midjourney `::` weights reach the model as A1111 weights (the infotext shows them too);
+        # a LoRA both tagged and in `loras` is applied once, at the `loras` weight
+        prompt, loras, notes = split_sd_prompt(request)
+        warnings += notes
         lora_files = [(resolve_lora(lora.name, self.settings.models_dir), lora.weight) for lora in loras]
         model.set_loras(lora_files)
         vae_path = resolve_vae(request.vae, self.settings.models_dir)
@@ -302,9 +315,9 @@ def options(request: GenerateRequest) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in OPTIONS:
             raise ConfigError(f"unknown provider_options['local'] key {key!r}; valid keys: {', '.join(OPTIONS)}")
-        if not isinstance(value, OPTIONS[key]):
-            raise ConfigError(f"provider_options['local'][{key!r}] must be a {OPTIONS[key].__name__}, "
-                              f"got {value!r}")
+        if not isinstance(value, OPTIONS[key]) or isinstance(value, bool) and OPTIONS[key] is not bool:
+            kind = "number" if isinstance(OPTIONS[key], tuple) else OPTIONS[key].__name__
+            raise ConfigError(f"provider_options['local'][{key!r}] must be a {kind}, got {value!r}")
     if "dtype" in raw and raw["dtype"] not in DTYPES:
         raise ConfigError(f"provider_options['local']['dtype'] must be one of {', '.join(DTYPES)}")
     if "config" in raw and not (Path(raw["config"]) / "model_index.json").is_file():
@@ -323,7 +336,8 @@ def _cpu_threads_for(pipe: Any, device: str) -> Iterator[None]:
     slower (0.7 s vs 50 s for 20 steps, measured on 2 cores with another job running)."""
     import torch
 
-    if device != "cpu" or sum(p.numel() for p in pipe.unet.parameters()) > _TINY_UNET_PARAMS:
+    denoiser = getattr(pipe, "unet", None) or pipe.transformer
+    if device != "cpu" or sum(p.numel() for p in denoiser.parameters()) > _TINY_UNET_PARAMS:
         yield
         return
     before = torch.get_num_threads()
