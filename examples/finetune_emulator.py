@@ -25,8 +25,9 @@ with FakeReplicate(training_time_s=0.5) as fake:
     gen = ImageGen(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=work / "home")
     job = gen.finetune(FineTuneRequest(images=photos, trigger_word="TOK", destination="fake-user/tok-lora",
                                        steps=500))
-    print(f"started {job.id}: {job.status}, estimated ${job.cost_usd:.2f}")
-    job.wait(timeout=60, poll_interval=0.1)
+    print(f"started {job.id} on {job.trainer}: {job.status}, estimated ${job.cost_usd:.2f}")
+    # Status and progress (step, loss, ETA, read from the trainer's logs) as they change.
+    job.wait(timeout=60, poll_interval=0.1, progress=lambda j: print(f"  {j.status} {j.progress}"))
     print(f"finished: {job.status}; new model {job.model}; LoRA kept at {job.lora_path}")
 
     # The trained version is a model like any other, for generate() and the router.

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from imagegen.errors import ConfigError, FineTuneError, ProviderError, UnknownOutcomeError
-from imagegen.finetune import REDACTED, JobContext, TrainingEstimate, check_safetensors
+from imagegen.finetune import REDACTED, TERMINAL, JobContext, TrainingEstimate, check_safetensors
 from imagegen.finetune._request import scrub
 
 from ._downloads import fetch_output
@@ -67,7 +67,6 @@ CREATE_SETTLE_S = 120.0
 WEIGHTS_BYTES_PER_RANK = 22 * 1024 * 1024
 WEIGHTS_BYTES_MIN = 64 * 1024 * 1024
 _LOG_KEEP = 64_000
-_TERMINAL = ("succeeded", "failed", "canceled", "aborted")
 _LORA_FILE = "lora.safetensors"
 _TQDM = re.compile(r"(\d+)/(\d+) \[[\d:]+<([\d:]+|\?)")
 _LOSS = re.compile(r"loss[:=]\s*([0-9.]+(?:e[+-]?\d+)?)", re.IGNORECASE)
@@ -297,12 +296,15 @@ class ReplicateTrainer:
         if logs is not None:
             changes["logs"] = scrub(logs[-_LOG_KEEP:], job.secrets)
             progress = progress_from_logs(logs)
+            if progress and status == "succeeded":  # the bar's last line may be older than the end
+                progress = {"step": progress["total"], "total": progress["total"], "eta_s": 0.0,
+                            **({"loss": progress["loss"]} if "loss" in progress else {})}
             if progress:
                 changes["progress_json"] = json.dumps(progress)
         metrics = data.get("metrics") or {}
         if metrics:
             changes["metrics_json"] = json.dumps(metrics)
-            if status in _TERMINAL and metrics.get("predict_time") is not None:
+            if status in TERMINAL and metrics.get("predict_time") is not None:
                 hardware = TRAINER_HARDWARE.get(job.record.trainer.split(":")[0], "gpu-h100")
                 changes["actual_usd"] = float(metrics["predict_time"]) * HARDWARE_USD_PER_SECOND[hardware]
         output = data.get("output") or {}
