@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,6 +72,9 @@ class GenerateResult(BaseModel):
     provider: str = ""
     model: str = ""
     cost_usd: float = 0.0
+    # "actual": what the provider bills, from its own counts (Replicate's prediction metrics);
+    # "estimate": from the model card's price and the request, when those counts are missing.
+    cost_source: Literal["actual", "estimate"] = "estimate"
     latency_s: float = 0.0
     load_s: float = 0.0  # time spent loading weights (local), 0 when warm
     gpu_seconds: float = 0.0
@@ -82,6 +85,10 @@ class GenerateResult(BaseModel):
     @property
     def infotext(self) -> str:
         return self.images[0].infotext if self.images else ""
+
+    @property
+    def cost_is_estimate(self) -> bool:
+        return self.cost_source == "estimate"
 
     def save(self, directory: str | Path, stem: str = "image") -> list[Path]:
         """Save every image as ``<stem>-<seed>.<format>`` (or an index when there is no seed)."""

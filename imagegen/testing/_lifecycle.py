@@ -8,6 +8,7 @@ and ``Cancel-After`` deadlines end a job early. Each job wakes only its own wait
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 import threading
@@ -170,7 +171,7 @@ def _predict(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | No
     if flagged:
         return ("failed", None, NSFW_ALL_FLAGGED if spec.output == "list" else NSFW_PRO)
     images = _render_outputs(job)  # cached by _render_halfway: normally no encoding here
-    ext = _schemas.output_extension(effective)
+    ext = _schemas.output_extension(effective, spec)
     mime = _images.MIME_TYPES[ext]
     paths = [f"/delivery/{job.id}/out-{i}.{ext}" for i in range(len(images))]
     urls = [fake.base_url + path for path in paths]
@@ -180,13 +181,16 @@ def _predict(fake: FakeReplicate, job: JobRecord) -> tuple[str, object, str | No
             fake._store.blobs[path] = Blob(data, mime)
         job.images, job.image_urls, job.image_data_urls = images, urls, data_urls
         job.image_mime = mime
+        job.billing = _schemas.billing_metrics(
+            spec, len(images), job.requested_size or (1024, 1024),
+            [input_image_size(fake, url) for url in _schemas.input_image_urls(spec, effective)])
     return ("succeeded", urls if spec.output == "list" else urls[0], None)
 
 
 def _render_outputs(job: JobRecord) -> list[bytes]:
     effective = job.effective_input
-    ext = _schemas.output_extension(effective)
-    count = int(effective.get("num_outputs", 1)) if job.spec.output == "list" else 1
+    ext = _schemas.output_extension(effective, job.spec)
+    count = _schemas.output_count(job.spec, effective)
     quality = int(effective.get("output_quality", 80))
     return [_images.render_image(str(effective.get("prompt", "")), int(job.seed or 0), i,
                                  job.requested_size or (1024, 1024), ext, quality)
@@ -259,6 +263,21 @@ def _resolve_input_file(fake: FakeReplicate, url: str) -> bytes | None:
         record = fake._store.files.get(match.group(1))
         return record.content if record else b""
     return None
+
+
+def input_image_size(fake: FakeReplicate, url: str) -> tuple[int, int] | None:
+    """An input image's width and height, when the emulator holds its bytes (a data: URL or
+    one of its own files); None for a remote URL or bytes that are not an image."""
+    content = _resolve_input_file(fake, url)
+    if not content:
+        return None
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(content)) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - not an image: the model would fail on it, not the size
+        return None
 
 
 def _is_tar(content: bytes) -> bool:

@@ -99,7 +99,8 @@ def _create_job(fake: FakeReplicate, call: Call, *, kind: str, model: ModelRecor
         seed=int(seed) if seed is not None else _lifecycle.new_seed(),
     )
     if kind == "prediction":
-        job.requested_size = _schemas.requested_size(spec, effective)
+        job.requested_size = _schemas.requested_size(
+            spec, effective, lambda url: _lifecycle.input_image_size(fake, url))
     store = fake._store
     with store.lock:
         if kind == "prediction":

@@ -153,6 +153,7 @@ class JobRecord:
     image_data_urls: list[str] = field(default_factory=list)  # the images as data: URLs
     image_mime: str = "image/webp"
     version_created: str | None = None  # trainings: "owner/name:<id>" once succeeded
+    billing: dict = field(default_factory=dict)  # official models: the counts they are billed by
 
     @property
     def done(self) -> bool:
@@ -162,8 +163,9 @@ class JobRecord:
         if not self.done or self.completed_at is None:
             return None
         start = self.started_at or self.completed_at
-        return {"predict_time": round(self.completed_at - start, 6),
-                "total_time": round(self.completed_at - self.created_at, 6)}
+        timing = {"predict_time": round(self.completed_at - start, 6),
+                  "total_time": round(self.completed_at - self.created_at, 6)}
+        return {**self.billing, **timing} if self.status == "succeeded" else timing
 
     def output_json(self, data_urls: bool) -> Any:
         if self.output is None or not data_urls or not self.image_data_urls:

@@ -98,12 +98,13 @@ class ReplicateProvider(BaseProvider):
             plan = _plan_for(request, card, plans)
             if plan is None:
                 one.missing.append(f"{card.model} is not a Flux model this adapter can translate")
-            else:
-                one.missing.extend(plan.missing)
-                one.warnings.extend(plan.warnings)
+            else:  # the generic check and the plan share wording for images: said once
+                one.missing.extend(m for m in plan.missing if m not in one.missing)
+                one.warnings.extend(w for w in plan.warnings if w not in one.warnings)
                 one.plan = plan
-            if one.ok:
-                one.cost_usd = price_estimate(card, needs.width, needs.height, needs.images)
+            if one.ok:  # in the card's own price units, from what the plan sends
+                one.cost_usd = plan.estimate_usd(card) if plan is not None else price_estimate(
+                    card, needs.width, needs.height, needs.images)
             prepared.append(one)
         return prepared
 
@@ -250,6 +251,9 @@ class _Run:
             with Image.open(io.BytesIO(data)) as image:
                 image.load()
                 found = _PIL_FORMATS.get(image.format or "")
+                if plan.output_ext is None and found is not None:  # the model picks its format
+                    convert = plan.convert_to if plan.convert_to != REPLICATE_TO_FORMAT[found] else None
+                    plan = dataclasses.replace(plan, output_ext=found, convert_to=convert)
                 if found != plan.output_ext:
                     raise ProviderError(f"output is {image.format or 'not an image'}, "
                                         f"expected {plan.output_ext}", provider="replicate")
@@ -280,18 +284,28 @@ class _Run:
         if not done:
             raise errors[0]
         images, ids, predict_time = [], [], 0.0
+        cost, actual = 0.0, True
+        price, tier = self.card.price, self.plan.tier(self.card)
         for _, prediction, got in sorted(done, key=lambda o: o[0].first_index):
             images.extend(got)
             ids.append(prediction["id"])
-            predict_time += float((prediction.get("metrics") or {}).get("predict_time") or 0.0)
-        price = self.card.price
-        cost = price.per_image * len(images) + price.per_gpu_second * predict_time
+            metrics = prediction.get("metrics") or {}
+            predict_time += float(metrics.get("predict_time") or 0.0)
+            charge = price.charge(metrics, tier=tier)  # what Replicate bills, from its counts
+            if charge is None:  # a metric the price needs is missing: this one is estimated
+                actual = False
+                width, height = self.plan.size
+                charge = price.estimate(images=len(got), output_pixels=width * height,
+                                        input_pixels=self.plan.input_pixels,
+                                        gpu_seconds=self.card.latency_s * len(got), tier=tier)
+            cost += charge
         warnings = list(self.warnings)
         if errors:
             warnings.append(f"{len(errors)} of {len(outcomes)} predictions failed; "
                             f"{len(images)} images delivered: {errors[0]}")
         return GenerateResult(
             images=images, provider="replicate", model=self.card.id, cost_usd=round(cost, 6),
+            cost_source="actual" if actual else "estimate",
             gpu_seconds=predict_time, warnings=warnings,
             raw={"prediction_ids": ids, "requests": requests,
                  "errors": [str(e) for e in errors]})
