@@ -64,7 +64,14 @@ class ModelLoadError(ImageGenError):
 
 
 class ProviderError(ImageGenError):
-    """A backend failed. ``retryable`` tells the router it may fall back to another model."""
+    """A backend failed. ``retryable`` tells the router it may fall back to another model.
+
+    ``scope`` says what failed: ``"model"`` (this model or this call: a sibling model of the
+    same provider may still work) or ``"provider"`` (the provider itself: unreachable, refused
+    credentials; the router skips every model of that provider). ``cost_usd`` is what the
+    provider charged for the failed call (e.g. predictions that ran but whose outputs could not
+    be fetched); ``prediction_ids`` names what was paid for, so it can be fetched later.
+    """
 
     def __init__(
         self,
@@ -74,11 +81,19 @@ class ProviderError(ImageGenError):
         status: int | None = None,
         detail: Any = None,
         retryable: bool = True,
+        scope: str = "model",
+        cost_usd: float = 0.0,
+        prediction_ids: list[str] | None = None,
     ):
+        if scope not in ("model", "provider"):
+            raise ValueError(f"scope must be 'model' or 'provider', not {scope!r}")
         self.provider = provider
         self.status = status
         self.detail = detail
         self.retryable = retryable
+        self.scope = scope
+        self.cost_usd = cost_usd
+        self.prediction_ids = list(prediction_ids or [])
         parts = [p for p in (provider, f"HTTP {status}" if status else "") if p]
         prefix = f"[{' '.join(parts)}] " if parts else ""
         super().__init__(f"{prefix}{message}")

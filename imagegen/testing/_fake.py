@@ -204,7 +204,8 @@ class FakeReplicate:
 
         ``on`` is ``"any"``, ``"create"`` (prediction and training creates) or a path prefix.
         ``kind`` is one of ``"429"``, ``"5xx"``, ``"reset"``, ``"slow"``,
-        ``"5xx_after_create"``, ``"reset_after_create"``, ``"processing_with_output"``.
+        ``"5xx_after_create"``, ``"reset_after_create"``, ``"processing_with_output"``,
+        ``"late_commit"`` (a create committed only ``faults.late_commit_s`` after it arrived).
         """
         self._faults.script(kind, times, on, method)
 

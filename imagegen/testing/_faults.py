@@ -2,7 +2,12 @@
 
 Kinds: ``"429"``, ``"5xx"``, ``"reset"`` (connection dropped before handling), ``"slow"``,
 ``"5xx_after_create"`` / ``"reset_after_create"`` (the create is committed server-side, then
-the client sees an error: the case that tests "never create twice").
+the client sees an error: the case that tests "never create twice"), ``"late_commit"`` (a create
+is held ``late_commit_s`` before it is committed, so a client that stopped waiting finds nothing
+at first, then a prediction it must not create again).
+
+Output files can be made hostile too: ``output_body`` replaces every served output's bytes
+(e.g. a decompression bomb) and ``output_trickle_s`` serves them one byte per that many seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import threading
 from dataclasses import dataclass, field
 
 KINDS = ("429", "5xx", "reset", "slow", "5xx_after_create", "reset_after_create",
-         "processing_with_output")
+         "processing_with_output", "late_commit")
 AFTER_CREATE = ("5xx_after_create", "reset_after_create")
 
 
@@ -23,6 +28,8 @@ class Faults:
     ``processing_with_output`` is the chance that a ``Prefer: wait`` create answers
     ``status: "processing"`` with the outputs already filled, as Replicate sometimes does.
     ``paths`` limits the random faults to request paths starting with one of the prefixes.
+    ``rate_late_commit`` is the chance that a create is committed only ``late_commit_s`` after
+    it arrived (drawn only when the rate is set, so older seeds replay as before).
     """
 
     rate_429: float = 0.0
@@ -33,6 +40,10 @@ class Faults:
     rate_5xx_after_create: float = 0.0
     rate_reset_after_create: float = 0.0
     processing_with_output: float = 0.0
+    rate_late_commit: float = 0.0
+    late_commit_s: float = 6.0
+    output_body: bytes | None = None
+    output_trickle_s: float = 0.0
     status_5xx: int = 503
     retry_after_s: int = 1
     seed: int = 0
@@ -51,7 +62,7 @@ class _Scripted:
 class FaultPlan:
     """What the server does to one request: before handling, and after a committed create."""
 
-    before: str | None = None  # "429", "5xx", "reset", "slow"
+    before: str | None = None  # "429", "5xx", "reset", "slow", "late_commit" (creates only)
     after_create: str | None = None  # "5xx_after_create", "reset_after_create"
     processing_with_output: bool = False
 
@@ -83,7 +94,7 @@ class FaultInjector:
             for item in list(self._scripted):
                 if not _matches(item, method, path, is_create):
                     continue
-                if item.kind in AFTER_CREATE or item.kind == "processing_with_output":
+                if item.kind in AFTER_CREATE or item.kind in ("processing_with_output", "late_commit"):
                     if not is_create:
                         continue
                 if item.kind in AFTER_CREATE:
@@ -129,6 +140,10 @@ class FaultInjector:
                     break
         if is_create and draws["processing_with_output"] < f.processing_with_output:
             plan.processing_with_output = True
+        if f.rate_late_commit > 0:  # its own draw only when asked for: old seeds replay as before
+            late = self._rng.random() < f.rate_late_commit
+            if is_create and late and plan.before is None:
+                plan.before = "late_commit"
 
 
 def _matches(item: _Scripted, method: str, path: str, is_create: bool) -> bool:

@@ -154,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._reset()
         if plan.before == "slow":
             time.sleep(fake._faults.faults.slow_s)
+        if plan.before == "late_commit":  # the create is made only now, whoever still waits
+            time.sleep(fake._faults.faults.late_commit_s)
         try:
             if plan.before == "429":
                 raise throttled(fake._faults.faults.retry_after_s)
@@ -170,6 +172,8 @@ class _Handler(BaseHTTPRequestHandler):
                                              params, plan))
         except ApiError as exc:
             reply = exc.reply
+        if path.startswith("/delivery/") and reply.status == 200:
+            reply = _hostile_output(fake._faults.faults, reply)
         if plan.after_create and reply.status < 300:
             # The create is committed; the client only sees a failure.
             if plan.after_create == "reset_after_create":
@@ -210,6 +214,20 @@ class _Handler(BaseHTTPRequestHandler):
                                        struct.pack("ii", 1, 0))
         except OSError:
             pass
+
+
+def _hostile_output(faults: Any, reply: Reply) -> Reply:
+    """An output file as the faults make it: other bytes, or served a byte at a time."""
+    body = faults.output_body if faults.output_body is not None else reply.encoded()
+    if not faults.output_trickle_s:
+        return Reply(200, body, reply.headers, reply.content_type)
+
+    def trickle():
+        for i in range(len(body)):
+            yield body[i:i + 1]
+            time.sleep(faults.output_trickle_s)
+
+    return Reply(200, None, reply.headers, reply.content_type, stream=trickle)
 
 
 def _match(method: str, path: str):

@@ -1,9 +1,19 @@
 """Replicate calls through the official client: create (never paying twice), read, wait, cancel.
 
 A create that surely made nothing (a 429, a refused connection) is retried. A create whose
-outcome is unknown (5xx, a reply lost after sending) is reconciled: the recent predictions are
-searched for one with exactly our input, whose seed acts as the marker. Only when none turns
-up is the create sent again; when the search itself fails, `UnknownOutcomeError` says so.
+outcome is unknown (5xx, a reply lost or not read in time) is reconciled: the recent predictions
+are searched for one with exactly our input, whose seed acts as the marker, again and again until
+``CallPolicy.commit_timeout_s`` after the create was sent (as long as a server may take to commit
+it). Only when none has turned up by then is the create sent again; when the search itself fails,
+`UnknownOutcomeError` says so. Each prediction found or made is claimed by exactly one call.
+
+Creates are sent by this module (through the official client's connection, auth and error
+types) rather than by the client's ``predictions.create``: that method sets its own read timeout
+of 60.5 s whenever ``Prefer: wait`` is asked for. Here ``CallPolicy.timeout_s`` is the read
+timeout of every request, and ``Prefer: wait=N`` asks the server to answer within it.
+
+Connection failures and refused credentials (401, 403, 402) are the provider's, not a model's:
+their errors carry ``scope="provider"`` so the router does not try the provider's other models.
 """
 
 from __future__ import annotations
@@ -58,18 +68,30 @@ def start_request_count() -> list[int]:
 class CallPolicy:
     """Timings and limits of the calls; the defaults suit the real API."""
 
-    sync_wait_s: int | bool = True  # Prefer: wait (60 s) on create, then polling
+    sync_wait_s: int | bool = True  # Prefer: wait (60 s, capped to fit timeout_s) on create
     poll_initial_s: float = 0.5
     poll_max_s: float = 5.0
     get_attempts: int = 6  # GETs: on 5xx, 429 and connection errors
     get_backoff_s: float = 0.2
     create_attempts: int = 6  # creates: only after a 429 or when surely nothing was made
+    connect_attempts: int = 3  # creates whose connection failed (nothing was sent)
     max_retry_after_s: float = 120.0
-    reconcile_attempts: int = 3  # searches of the recent predictions after an unknown create
+    # After a create whose outcome is unknown, the recent predictions are searched until this
+    # long after it was sent (how long a server may take to commit a create; the fine-tune path
+    # waits as long), and at least reconcile_attempts times; the pause between searches starts at
+    # reconcile_delay_s and doubles up to reconcile_max_delay_s.
+    commit_timeout_s: float = 120.0
+    reconcile_attempts: int = 3
     reconcile_delay_s: float = 1.0
+    reconcile_max_delay_s: float = 10.0
     reconcile_window_s: float = 120.0  # allowed clock difference with the server
     max_download_bytes: int = 50 * 1024 * 1024
-    timeout_s: float = 30.0
+    download_timeout_s: float = 120.0  # a whole output download, however slowly bytes arrive
+    max_output_pixels: int = 40_000_000  # outputs larger than this are refused before decoding
+    # Hosts outputs may be fetched from over https, besides the API host and data: URLs;
+    # "*.example.com" allows the subdomains (Settings.replicate_output_hosts sets them).
+    output_hosts: tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery")
+    timeout_s: float = 30.0  # the read timeout of every request, creates included
     max_concurrency: int = 100
     cancel_grace_s: float = 2.0  # on cancel, how long a create in flight may still finish
 
@@ -81,6 +103,11 @@ class _Throttled(Exception):
 
 class _NotCreated(Exception):
     """The create surely made nothing (never sent, or reconciled and absent): send again."""
+
+    def __init__(self, reason: str, *, connect: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.connect = connect  # the connection itself failed
 
 
 class ClaimedIds:
@@ -160,50 +187,110 @@ class ReplicateSession:
     async def create(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         """Create one prediction; returns its JSON. Never leaves two paid predictions behind."""
         policy = self.policy
+        tries = {"all": 0, "connect": 0}
+
+        def stop(state: Any) -> bool:
+            exc = state.outcome.exception()
+            if isinstance(exc, _NotCreated) and exc.connect:
+                tries["connect"] += 1
+                if tries["connect"] >= policy.connect_attempts:
+                    return True
+            return state.attempt_number >= policy.create_attempts
+
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((_Throttled, _NotCreated)),
-            wait=_create_wait(policy), stop=stop_after_attempt(policy.create_attempts),
-            reraise=True)
+            wait=_create_wait(policy), stop=stop, reraise=True)
         try:
             async for attempt in retrying:
                 with attempt:
+                    tries["all"] += 1
                     return await self._create_once(target, payload)
         except _Throttled as exc:
-            raise ProviderError(f"still rate limited after {policy.create_attempts} tries "
+            raise ProviderError(f"still rate limited after {tries['all']} tries "
                                 f"(retry after {exc.retry_after:g}s)", provider="replicate",
                                 status=429) from None
-        except _NotCreated:
-            raise ProviderError(f"create failed {policy.create_attempts} times; nothing was "
-                                "created", provider="replicate") from None
+        except _NotCreated as exc:
+            raise ProviderError(f"{exc.reason}; nothing was created ({tries['all']} tries)",
+                                provider="replicate",
+                                scope="provider" if exc.connect else "model") from None
         raise AssertionError("unreachable")
+
+    def prefer_wait(self) -> int | None:
+        """Seconds of ``Prefer: wait`` asked on create: what the policy asks, at most the API's
+        60 s, and short enough that the server answers within our own read timeout."""
+        wait = self.policy.sync_wait_s
+        if wait is False or wait is None:
+            return None
+        asked = 60 if wait is True else int(wait)
+        seconds = min(asked, 60, math.floor(self.policy.timeout_s - 0.5))
+        return seconds if seconds >= 1 else None
 
     async def _create_once(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         from replicate.exceptions import ReplicateError
 
+        if target.version is None:
+            path, body = f"/v1/models/{target.model}/predictions", {"input": payload}
+        else:
+            path, body = "/v1/predictions", {"version": target.version, "input": payload}
+        wait = self.prefer_wait()
+        headers = {"Prefer": f"wait={wait}"} if wait else {}
         sent_at = time.time()
         _LAST_ERROR.set(None)
         try:
-            if target.version is None:
-                prediction = await self.client.models.predictions.async_create(
-                    model=target.model, input=payload, wait=self.policy.sync_wait_s)
-            else:
-                prediction = await self.client.predictions.async_create(
-                    version=target.version, input=payload, wait=self.policy.sync_wait_s)
-            found = prediction.dict()
+            response = await self.client._async_request(
+                "POST", path, json=body, headers=headers, timeout=self.timeout())
+            found = response.json()
+            if not isinstance(found, dict) or not isinstance(found.get("id"), str):
+                raise ValueError("the create reply holds no prediction id")
         except ReplicateError as exc:
             if exc.status == 429:
                 raise _Throttled(self._retry_after(exc)) from None
             if exc.status is None or exc.status >= 500:
                 return await self._reconcile(target, payload, sent_at, exc)
-            raise ProviderError(exc.detail or exc.title or "create refused", provider="replicate",
-                                status=exc.status, detail=_LAST_ERROR.get()
-                                and _LAST_ERROR.get()[2]) from None
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
-            raise _NotCreated() from None  # the request never left
-        except (httpx.TransportError, ValueError) as exc:  # sent; reply lost or unreadable
+            raise self.refusal(exc, "create") from None
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # The request never left: surely nothing was made.
+            raise _NotCreated(self.unreachable(exc), connect=True) from None
+        except (httpx.TransportError, ValueError) as exc:  # sent; reply lost, late or unreadable
             return await self._reconcile(target, payload, sent_at, exc)
-        self.claimed.claim(found["id"])
-        return found
+        if self.claimed.claim(found["id"]):
+            return found
+        # An identical call's search adopted this prediction while our reply was on its way:
+        # it is that call's now, and that call's own create (if it was ever made) is ours.
+        return await self._reconcile(target, payload, sent_at, _Adopted(found["id"]))
+
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.policy.timeout_s, connect=min(10.0, self.policy.timeout_s))
+
+    def unreachable(self, exc: BaseException) -> str:
+        """Why the API could not be reached, naming its URL (never a header)."""
+        text = str(exc).lower()
+        if "refused" in text:
+            reason = "connection refused"
+        elif isinstance(exc, httpx.ConnectTimeout) or "timed out" in text:
+            reason = "connection timed out"
+        elif isinstance(exc, httpx.PoolTimeout):
+            reason = "no free connection in the pool"
+        elif "name or service" in text or "nodename" in text or "getaddrinfo" in text:
+            reason = "host name not found"
+        else:
+            reason = describe(exc)
+        return f"cannot connect to {self.base_url} ({reason})"
+
+    def refusal(self, exc: Any, what: str) -> ProviderError:
+        """A 4xx answer as a `ProviderError`; credentials and billing refusals are the whole
+        provider's (another model of it would be refused the same way)."""
+        status = getattr(exc, "status", None)
+        message = getattr(exc, "detail", None) or getattr(exc, "title", None) or f"{what} refused"
+        scope = "model"
+        if status in (401, 403):
+            scope = "provider"
+            message = f"{message} (check REPLICATE_API_TOKEN for {self.base_url})"
+        elif status == 402:
+            scope = "provider"
+        last = _LAST_ERROR.get()
+        return ProviderError(message, provider="replicate", status=status,
+                             detail=last and last[2], scope=scope)
 
     def _retry_after(self, exc: Exception) -> float:
         """Retry-After header, else the body's retry_after, else "~Ns" in the detail, else 1."""
@@ -223,23 +310,34 @@ class ReplicateSession:
 
     async def _reconcile(self, target: Target, payload: dict[str, Any], sent_at: float,
                          cause: Exception) -> dict[str, Any]:
-        """Find the prediction an unanswered create made, or prove there is none."""
+        """Find the prediction an unanswered create made, or prove there is none: search the
+        recent predictions until ``commit_timeout_s`` after sending (the last search at or after
+        that moment), so a create the server commits late is found, never made twice."""
         policy = self.policy
         since = sent_at - policy.reconcile_window_s
-        for attempt in range(policy.reconcile_attempts):
-            if attempt:
-                await asyncio.sleep(policy.reconcile_delay_s * attempt)
+        # On the monotonic clock: a wall-clock jump must not end (or stretch) the wait.
+        deadline = time.monotonic() + policy.commit_timeout_s - max(0.0, time.time() - sent_at)
+        delay = policy.reconcile_delay_s
+        searches = 0
+        while True:
             try:
                 recent = await self.list_since(since)
             except ProviderError as exc:
                 raise UnknownOutcomeError(
                     "a create was sent but its reply was lost, and the recent predictions could "
                     f"not be searched ({exc}); it may have been created", provider="replicate",
-                    detail=_unknown_detail(target, payload, sent_at, cause)) from None
+                    detail=_unknown_detail(target, payload, sent_at, cause),
+                    scope=exc.scope) from None
+            searches += 1
             for found in sorted(recent, key=lambda p: p.get("created_at") or ""):
                 if made_by(found, target, payload) and self.claimed.claim(found["id"]):
                     return found
-        raise _NotCreated()
+            left = deadline - time.monotonic()
+            if left <= 0 and searches >= policy.reconcile_attempts:
+                raise _NotCreated(f"a create got no answer ({describe(cause)}) and no "
+                                  f"prediction appeared within {policy.commit_timeout_s:g}s")
+            await asyncio.sleep(min(delay, left) if left > 0 else delay)
+            delay = min(delay * 2, policy.reconcile_max_delay_s)
 
     # -- read -----------------------------------------------------------------------------
 
@@ -272,9 +370,15 @@ class ReplicateSession:
                     _LAST_ERROR.set(None)
                     response = await self.client._async_request("GET", path)
                     return response.json()
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise ProviderError(f"GET {urlsplit(path).path} failed: {self.unreachable(exc)}",
+                                provider="replicate", scope="provider") from None
         except Exception as exc:
+            status = getattr(exc, "status", None)
+            if status in (401, 402, 403):
+                raise self.refusal(exc, f"GET {urlsplit(path).path}") from None
             raise ProviderError(f"GET {urlsplit(path).path} failed: {describe(exc)}",
-                                provider="replicate", status=getattr(exc, "status", None)) from None
+                                provider="replicate", status=status) from None
         raise AssertionError("unreachable")
 
     async def wait(self, prediction: dict[str, Any], expected: int, *, need_metrics: bool,
@@ -355,6 +459,14 @@ def _create_wait(policy: CallPolicy) -> Callable[[Any], float]:
         return exponential(state)
 
     return wait
+
+
+class _Adopted(Exception):
+    """Our create's prediction was claimed by an identical call's search (the cause recorded
+    while we look for that call's own prediction)."""
+
+    def __init__(self, prediction_id: str):
+        super().__init__(f"prediction {prediction_id} was adopted by an identical call")
 
 
 def transient(exc: BaseException) -> bool:
