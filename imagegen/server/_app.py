@@ -314,8 +314,9 @@ class BodyLimit:
         await error_response(path, refusal)(scope, receive, send)
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(BaseException):
+    """Raised from `receive` past the limit; a BaseException so that no handler's
+    ``except Exception`` turns it into a 500 on its way back to `BodyLimit`."""
 
 
 # -- putting it together -------------------------------------------------------------------------
