@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 from .catalog import ModelCard
 from .errors import BudgetExceededError, ConfigError, NoRouteError, ProviderError
 from .request import SEED_MAX, GenerateRequest, RequestNeeds
-from .router import Candidate, RouteDecision, RoutePolicy, Router
+from .router import Candidate, Exclusion, RouteDecision, RoutePolicy, Router
 from .settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+
     from imagegen.providers.base import ProgressCallback, Provider
 
     from .result import GenerateResult
@@ -45,7 +47,11 @@ class ImageGen:
         else:
             self.providers = {p.name: p for p in providers}
         self.policy = policy or RoutePolicy()
-        self.router = router or Router(home=self.settings.home)
+        if router is None:
+            from .arena._router_ratings import ArenaRatings
+
+            router = Router(home=self.settings.home, user_ratings=ArenaRatings(self.settings.home))
+        self.router = router
         self.budget_usd = budget_usd
         self.spent_usd = 0.0
         self._reserved_usd = 0.0  # estimates of calls in flight, so concurrent calls share the budget
@@ -95,7 +101,7 @@ class ImageGen:
     def _decide(self, request: GenerateRequest, needs: RequestNeeds, policy: RoutePolicy) -> RouteDecision:
         """Prepare ``request`` on the explicit model, or on every card the policy allows, and rank."""
         if not request.model:
-            return self.router.decide(request, self.models(), self.providers, policy, needs)
+            return self._within_budget(self.router.decide(request, self.models(), self.providers, policy, needs))
         card = self.router.effective_card(self.card(request.model))
         prepared = self._provider(card).prepare(request, [card], needs)[0]
         if not prepared.ok:
@@ -105,6 +111,28 @@ class ImageGen:
                               latency_s=self.router.expected_latency_s(card, request.image_count),
                               warnings=prepared.warnings, prepared=prepared)
         return RouteDecision(chosen=card, candidates=[candidate], strategy="explicit model")
+
+    def _within_budget(self, decision: RouteDecision) -> RouteDecision:
+        """The budget left is a constraint on each request: a candidate whose estimate exceeds
+        it is excluded (with the reason), so the router falls to one that fits instead of
+        refusing. The reservation before each call still enforces the budget."""
+        if self.budget_usd is None:
+            return decision
+        remaining = self.budget_usd - self.spent_usd - self._reserved_usd
+        fits = [c for c in decision.candidates if c.cost_usd <= remaining + 1e-12]
+        if len(fits) == len(decision.candidates):
+            return decision
+        if not fits:
+            cheapest = min(decision.candidates, key=lambda c: c.cost_usd)
+            raise BudgetExceededError(
+                f"{cheapest.card.id}, the cheapest model for this request, would cost about "
+                f"${cheapest.cost_usd:.4f}; ${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
+                estimate_usd=cheapest.cost_usd, remaining_usd=remaining)
+        over = [Exclusion(c.card, f"would cost about ${c.cost_usd:.4f}; ${remaining:.4f} of the "
+                                  f"${self.budget_usd:.2f} budget is left")
+                for c in decision.candidates if c.cost_usd > remaining + 1e-12]
+        return decision.model_copy(update={"chosen": fits[0].card, "candidates": fits,
+                                           "excluded": [*decision.excluded, *over]})
 
     @property
     def usage_by_provider(self) -> dict[str, dict[str, float]]:
@@ -158,6 +186,30 @@ class ImageGen:
                 self._reserved_usd -= reserved
             return self._finish(result, request, candidate, decision, errors, started)
         raise NoRouteError("every candidate failed", errors)
+
+    # -- bulk (imagegen.bulk) --------------------------------------------------------
+
+    def map(self, requests: Iterable[GenerateRequest | str], *, concurrency: int = 4,
+            policy: RoutePolicy | None = None, progress: Callable[[Any], None] | None = None,
+            return_exceptions: bool = False) -> Iterator[GenerateResult]:
+        """Generate many requests, ``concurrency`` at a time, each routed as `generate` routes
+        it (pool workers, local and cloud models together, under the budget); yields results
+        as they finish, ``result.raw["index"]`` being the request's position. ``progress``
+        gets one `Progress(stage="done", step=finished, total=...)` per request. A failure
+        stops the rest and raises, unless ``return_exceptions`` (then it is yielded instead)."""
+        from .bulk import map_sync
+
+        return map_sync(self, requests, concurrency=concurrency, policy=policy, progress=progress,
+                        return_exceptions=return_exceptions)
+
+    def amap(self, requests: Iterable[GenerateRequest | str], *, concurrency: int = 4,
+             policy: RoutePolicy | None = None, progress: Callable[[Any], None] | None = None,
+             return_exceptions: bool = False) -> AsyncIterator[GenerateResult]:
+        """`map` for asyncio code: ``async for result in gen.amap(requests): ...``."""
+        from .bulk import amap
+
+        return amap(self, requests, concurrency=concurrency, policy=policy, progress=progress,
+                    return_exceptions=return_exceptions)
 
     # -- fine-tunes (imagegen.finetune) ----------------------------------------------
 

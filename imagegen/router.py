@@ -103,6 +103,9 @@ class RouteDecision(BaseModel):
 
 
 UserRatings = Mapping[str, "tuple[float, int]"]  # card id -> (rating, games)
+# A card whose latency_source starts with this carries its provider's current estimate (a worker
+# pool's queue): the router's own per-card observations would lag it, so they do not replace it.
+LIVE_LATENCY = "live:"
 
 
 class Router:
@@ -111,19 +114,20 @@ class Router:
     ``catalog`` supplies local family Elo priors and the user's own card entries (default: the
     shipped table with ``<home>/catalog.json`` laid over it); a card the user's table changes is
     routed with the user's price, Elo, latency and capabilities. ``user_ratings`` maps card ids
-    to (rating, games); when not given they are read from the arena under ``home`` when a policy
-    asks for them, and read again after new votes.
+    to (rating, games), or is a callable returning such a mapping, asked whenever a policy
+    wants your ratings (`ImageGen` passes one that reads the arena under its home); none: no
+    ratings of your own.
     """
 
     def __init__(self, *, catalog: CatalogData | None = None, home: Path | None = None,
-                 user_ratings: UserRatings | None = None, health: Health | None = None,
+                 user_ratings: UserRatings | Callable[[], UserRatings] | None = None,
+                 health: Health | None = None,
                  clock: Callable[[], float] = time.monotonic, failure_threshold: int = 3,
                  cooldown_s: float = 60.0, latency_alpha: float = 0.3):
         self.catalog = catalog
         self.home = home
-        self._user_ratings = dict(user_ratings) if user_ratings is not None else None
+        self._user_ratings = user_ratings if callable(user_ratings) else dict(user_ratings or {})
         self._override_cache: tuple[CatalogData, dict[str, ModelCard]] | None = None
-        self._arena_stamp: tuple[int, int] | None = None  # (mtime, size) of the arena file last read
         self.health = health or Health(clock=clock, failure_threshold=failure_threshold,
                                        cooldown_s=cooldown_s, latency_alpha=latency_alpha)
 
@@ -145,32 +149,17 @@ class Router:
 
     def expected_latency_s(self, card: ModelCard, images: int = 1) -> float:
         """Expected seconds for ``images`` images: observed (EWMA) once the card has run."""
+        if card.latency_source.startswith(LIVE_LATENCY):
+            return card.latency_s * max(1, images)
         return self.health.latency(card.id, card.latency_s)[0] * max(1, images)
 
     # -- Elo sources -------------------------------------------------------------------
 
     @property
-    def user_ratings(self) -> dict[str, tuple[float, int]]:
-        """Your arena ratings; re-read when the arena file has changed since the last read."""
-        if self._user_ratings is None or (self._arena_stamp is not None and self._arena_stamp != self._stamp()):
-            self.refresh_user_ratings()
-        return self._user_ratings or {}
-
-    def refresh_user_ratings(self) -> None:
-        if self.home is None:
-            self._user_ratings = {}
-            return
-        from .arena import Arena
-
-        self._arena_stamp = self._stamp()
-        self._user_ratings = Arena.at_home(self.home).ratings_for_router()
-
-    def _stamp(self) -> tuple[int, int]:
-        try:
-            stat = (Path(self.home) / "arena.sqlite").stat()
-        except OSError:
-            return (0, 0)
-        return (stat.st_mtime_ns, stat.st_size)
+    def user_ratings(self) -> Mapping[str, tuple[float, int]]:
+        """Your own ratings: the mapping given, or what the source given returns now."""
+        source = self._user_ratings
+        return source() if callable(source) else source
 
     def _priors(self) -> CatalogData:
         if self.catalog is None:
@@ -282,7 +271,8 @@ class Router:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
             cost = verdict.cost_usd or 0.0
-            latency = health.latency(card.id, card.latency_s)[0] * count
+            live = card.latency_source.startswith(LIVE_LATENCY)
+            latency = (card.latency_s if live else health.latency(card.id, card.latency_s)[0]) * count
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"

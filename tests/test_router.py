@@ -283,10 +283,12 @@ def test_blend_shifts_user_ratings_onto_the_shipped_scale_and_weights_by_votes()
 
 def test_user_ratings_are_read_from_the_arena_under_home(tmp_path):
     from imagegen.arena import record_vote
+    from imagegen.arena._router_ratings import ArenaRatings
 
+    router = Router(catalog=CatalogData(), home=tmp_path, user_ratings=ArenaRatings(tmp_path))
+    assert router.user_ratings == {}  # no arena file yet
     for _ in range(6):
         record_vote("a cat", "cloud:cheap", "cloud:best", "a", home=tmp_path)
-    router = Router(catalog=CatalogData(), home=tmp_path)
     decision = decide(strategy="quality", elo_source="user", providers=["cloud"], router=router)
     assert ids(decision)[:2] == ["cloud:cheap", "cloud:best"]
     for _ in range(20):  # new votes are seen without restarting
