@@ -31,6 +31,20 @@ class PipelineCache:
         self.loads += 1
         return self.model, self.model.load_s
 
+    def get_flow(self, path: Path, device: str, dtype: str, *, offload: str = "none", quantize: str | None = None,
+                 base: Path | None = None) -> tuple[LoadedModel, float]:
+        """A flow-match model (FLUX.1/FLUX.2/SD 3.5) in the same one-model slot."""
+        from ._flow_loading import load_flow
+
+        key = ("flow", path.resolve(), device, dtype, offload, quantize, base.resolve() if base else None)
+        if self.model is not None and self._key == key:
+            return self.model, 0.0
+        self.clear()
+        self.model = load_flow(path, device, dtype, offload=offload, quantize=quantize, base=base)
+        self._key = key
+        self.loads += 1
+        return self.model, self.model.load_s
+
     def controlnet(self, source: Path, model: LoadedModel) -> Any:
         key = f"{source.resolve()}|{model.device}|{model.dtype}"
         if key not in self.controlnets:

@@ -31,7 +31,6 @@ _PIPELINES = {
 }
 
 
-
 @dataclass
 class LoadedModel:
     """A warm checkpoint: the base pipeline, its `from_pipe` variants, and adapter state."""
@@ -49,6 +48,8 @@ class LoadedModel:
     baked_vae: Any = None
     vae_source: str | None = None
     memory: dict[str, bool] = field(default_factory=dict)
+    offload: str = "none"  # none | model | sequential (flow families; SD uses cpu_offload)
+    quantize: str | None = None  # fp8 | nf4 when applied at load
     scheduler_config: dict = field(default_factory=dict)  # the checkpoint's own, before any swap
     file_hash: str | None = None  # A1111 "Model hash" (sha256[:10]), computed on first need
     embeddings: Embeddings = field(default_factory=Embeddings)  # textual inversions added so far
@@ -57,26 +58,44 @@ class LoadedModel:
         """The pipeline for txt2img / img2img / inpaint, with ControlNet models if given."""
         import diffusers
 
+        from ._families import is_flow
+        from ._flow_plan import PIPELINES
+
         key = (kind, tuple(id(c) for c in controlnets))
         if kind == "txt2img" and not controlnets:
             return self.base
         if key not in self.variants:
-            cls = getattr(diffusers, _PIPELINES[(self.family, kind, bool(controlnets))])
+            name = PIPELINES[(self.family, kind)] if is_flow(self.family) else \
+                _PIPELINES[(self.family, kind, bool(controlnets))]
+            if name == type(self.base).__name__:
+                return self.base
+            cls = getattr(diffusers, name)
             extra = {}
             if controlnets:
                 extra["controlnet"] = controlnets[0] if len(controlnets) == 1 else list(controlnets)
             pipe = cls.from_pipe(self.base, **extra)
             pipe.set_progress_bar_config(disable=True)
-            if self.cpu_offload:
+            if self.cpu_offload or self.offload == "model":
                 pipe.enable_model_cpu_offload(device=self.device)
+            elif self.offload == "sequential":
+                pipe.enable_sequential_cpu_offload(device=self.device)
             self.variants[key] = pipe
         return self.variants[key]
 
     def set_loras(self, loras: list[tuple[Path, float]]) -> None:
-        """Activate exactly these LoRA files with these weights; load each file once."""
+        """Activate exactly these LoRA files with these weights; load each file once. A LoRA
+        made for another architecture is refused with both named."""
+        from ._families import ARCH, ARCH_NAMES, lora_family, lora_fits
+
         pipe = self.base
         for path, _ in loras:
             if str(path) not in self.adapters:
+                made_for = lora_family(path)
+                if not lora_fits(made_for, self.family):
+                    arch = ARCH.get(self.family, self.family)
+                    raise ModelLoadError(
+                        f"LoRA {path.name} is for {ARCH_NAMES.get(made_for or '', made_for)}, but the model "
+                        f"{self.path.name} is {ARCH_NAMES.get(arch, arch)}: it cannot load there")
                 name = f"lora_{len(self.adapters)}"
                 try:
                     pipe.load_lora_weights(str(path), adapter_name=name)
@@ -110,8 +129,9 @@ class LoadedModel:
 
         State is kept per module: the UNet is shared by all pipelines, a VAE override brings its own.
         """
+        denoiser = getattr(pipe, "unet", None) or pipe.transformer
         switches = {
-            "attention_slicing": (pipe.unet, pipe.enable_attention_slicing, pipe.disable_attention_slicing),
+            "attention_slicing": (denoiser, pipe.enable_attention_slicing, pipe.disable_attention_slicing),
             "vae_tiling": (pipe.vae, pipe.vae.enable_tiling, pipe.vae.disable_tiling),
             "vae_slicing": (pipe.vae, pipe.vae.enable_slicing, pipe.vae.disable_slicing),
         }

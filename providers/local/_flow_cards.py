@@ -1,0 +1,78 @@
+"""Model cards and `prepare` for local flow-match models (FLUX.1, FLUX.2, SD 3.5).
+
+A local card names the open weights it runs (`ModelCard.weights`, e.g. "flux.1-dev"): the cloud
+card of the same weights has the same quality, so the router gives both one Elo and chooses
+between them by cost and (learned) latency. Local cost is 0, or the GPU-hour price set in
+`IMAGEGEN_LOCAL_GPU_HOUR_USD` (electricity, or what the machine costs), charged for the
+expected seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from imagegen.catalog import Capabilities, Elo, ModelCard, Price
+
+from ._flow_plan import SPECS, plan_flow
+
+if TYPE_CHECKING:
+    from imagegen.request import GenerateRequest, RequestNeeds
+
+    from ..base import Prepared
+
+# The open weights each family runs (shared with the cloud cards of the same weights).
+WEIGHTS = {"flux-dev": "flux.1-dev", "flux-schnell": "flux.1-schnell", "flux-kontext": "flux.1-kontext-dev",
+           "flux2-klein": "flux.2-klein-4b", "flux2-klein-base": "flux.2-klein-base-4b", "flux2-dev": "flux.2-dev",
+           "sd3": "sd3.5-large"}
+# Expected seconds for one 1 MP image on a current 24 GB+ GPU at the family's default steps
+# (assumptions until observed latencies replace them).
+LATENCY_S = {"flux-dev": 12.0, "flux-schnell": 2.0, "flux-kontext": 14.0, "flux2-klein": 1.5,
+             "flux2-klein-base": 10.0, "flux2-dev": 30.0, "sd3": 12.0}
+GPU_HOUR_ENV = "IMAGEGEN_LOCAL_GPU_HOUR_USD"
+# Generic capability warnings that the flow plan replaces with family-specific ones.
+_REPLACED = ("negative_prompt ignored", "clip_skip ignored", "variation seed ignored", "sampler ",
+             "cfg_scale ignored", "steps ")
+
+
+def gpu_hour_price() -> float:
+    raw = os.environ.get(GPU_HOUR_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else 0.0
+    except ValueError:
+        from imagegen.errors import ConfigError
+
+        raise ConfigError(f"{GPU_HOUR_ENV} must be a number of USD per GPU hour, got {raw!r}") from None
+
+
+def flow_card(ref: str, family: str, kind: str, display: str) -> ModelCard:
+    spec = SPECS[family]
+    hour = gpu_hour_price()
+    price = Price(per_gpu_second=hour / 3600, source=(
+        f"{GPU_HOUR_ENV}={hour:g} USD per GPU hour" if hour else "runs on the user's own hardware: no charge"),
+        date="2026-12-01")
+    caps = Capabilities(
+        txt2img=True, edit=spec.edit, max_reference_images=8 if spec.edit and family != "flux-kontext" else 0,
+        negative_prompt=spec.guidance == "cfg", seed=True, lora=True, img2img=spec.img2img or spec.edit,
+        inpaint=spec.inpaint, controlnet=False, hires_fix=False, clip_skip=False, variation_seed=False,
+        sampler=False, cfg=spec.guidance != "none", max_images_per_call=4, custom_size=True, min_side=64,
+        max_side=2048, steps_range=(1, 150),
+    )
+    return ModelCard(
+        id=f"local:{ref}", provider="local", family=family, display_name=display, price=price,
+        elo=Elo(value=None, source=f"shared with the cloud cards of the same weights ({WEIGHTS[family]})",
+                date="2026-12-01"),
+        latency_s=LATENCY_S[family], latency_source="assumed for a 24 GB+ GPU; replaced by observed latency",
+        default_steps=spec.default_steps, capabilities=caps, kind=kind, weights=WEIGHTS[family],
+        notes=f"{spec.display} on this machine (diffusers); cost {'0 USD' if not hour else f'{hour:g} USD/GPU-hour'}",
+    )
+
+
+def prepare_flow(provider: Any, request: GenerateRequest, card: ModelCard, needs: RequestNeeds,
+                 opts: dict[str, Any]) -> Prepared:
+    """The generic check, with the family's own warnings in place of the generic ones, and the plan."""
+    prepared = provider.prepare_one(request, card, needs)
+    plan = plan_flow(request, card.family, opts)
+    prepared.warnings = [w for w in prepared.warnings if not w.startswith(_REPLACED)] + plan.warnings
+    prepared.plan = plan
+    return prepared
