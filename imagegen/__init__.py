@@ -7,7 +7,6 @@ from .catalog import Capabilities, Elo, ModelCard, Price
 from .client import ImageGen
 from .errors import (
     BudgetExceededError,
-    CancelledError,
     ConfigError,
     FineTuneError,
     ImageGenError,
@@ -16,6 +15,7 @@ from .errors import (
     PromptSyntaxError,
     ProviderError,
     UnknownOutcomeError,
+    UserCancelledError,
 )
 from .request import ControlNetUnit, GenerateRequest, HiresFix, ImageInput, LoraRef, MidjourneyOptions
 from .result import GeneratedImage, GenerateResult, read_infotext
@@ -38,7 +38,7 @@ def __getattr__(name: str):  # names whose modules are loaded on first use
 
 
 __all__ = [
-    "BudgetExceededError", "CancelledError", "Capabilities", "ConfigError", "ControlNetUnit",
+    "BudgetExceededError", "UserCancelledError", "Capabilities", "ConfigError", "ControlNetUnit",
     "Elo", "FineTuneError", "FineTuneJob", "FineTuneRequest", "GenerateRequest", "GenerateResult",
     "GeneratedImage", "HiresFix", "ImageGen", "ImageGenError", "ImageInput", "LoraRef",
     "MidjourneyOptions", "ModelCard", "ModelLoadError", "NoRouteError", "Price", "PromptSyntaxError",

@@ -10,10 +10,12 @@
     │   └── UnknownOutcomeError  a paid call may or may not have been made
     ├── WebhookVerificationError
     ├── ImageReadError         an image given to imagegen (file or bytes) that cannot be read
-    ├── CancelledError         the user stopped a generation
+    ├── UserCancelledError     the caller stopped a generation (its progress callback raised it)
     ├── FineTuneError          a dataset or training problem
     │   └── FineTuneTimeout    `FineTuneJob.wait` ran out of time (also a TimeoutError)
-    └── JobStoreError          the fine-tune job store cannot be read or is locked (path, what to do)
+    ├── JobStoreError          the fine-tune job store cannot be read or is locked (path, what to do)
+    ├── VoteError              an arena vote that cannot be recorded (names the field)
+    └── PoseError              OpenPose keypoint JSON that cannot be drawn (names the field)
 
 Request validation errors are pydantic's ``ValidationError``: they name the field.
 """
@@ -115,8 +117,8 @@ class ImageReadError(ImageGenError):
     """An image handed to imagegen (a path, bytes, an init image) that is not a readable image."""
 
 
-class CancelledError(ImageGenError):
-    pass
+class UserCancelledError(ImageGenError):
+    """Raised by a progress callback to stop between steps (not asyncio's CancelledError)."""
 
 
 class FineTuneError(ImageGenError):
@@ -140,3 +142,11 @@ class JobStoreError(ImageGenError):
     def __init__(self, message: str, *, path: Any = None):
         self.path = path
         super().__init__(message)
+
+
+class VoteError(ImageGenError, ValueError):
+    """A vote that cannot be recorded (the message names the field)."""
+
+
+class PoseError(ImageGenError):
+    """Keypoint JSON that cannot be drawn (names the field)."""

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from imagegen.catalog import image_misses
+
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
     from imagegen.request import GenerateRequest, RequestNeeds
@@ -30,7 +32,7 @@ class Progress:
     message: str = ""
 
 
-# Raise imagegen.errors.CancelledError from the callback to stop between steps.
+# Raise imagegen.errors.UserCancelledError from the callback to stop between steps.
 ProgressCallback = Callable[[Progress], None]
 
 
@@ -144,12 +146,11 @@ def runnable(prepared: Prepared) -> Prepared:
 
 
 def price_estimate(card: ModelCard, width: int, height: int, images: int) -> float:
-    """USD for ``images`` images at ``width`` x ``height`` from the card's price (per image,
-    per megapixel and per GPU second)."""
-    price = card.price
-    per_image = price.per_image + price.per_megapixel * width * height / 1e6
-    per_image += price.per_gpu_second * card.latency_s
-    return round(per_image * images, 6)
+    """USD for ``images`` images at ``width`` x ``height`` from the card's price units (per run,
+    image, megapixel, GPU second)."""
+    # One prediction per image, no input images: an adapter that knows better prices its plan.
+    return card.price.estimate(images=images, output_pixels=width * height, runs=images,
+                               gpu_seconds=card.latency_s * images)
 
 
 def check_capabilities(request: GenerateRequest, card: ModelCard,
@@ -163,10 +164,7 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
     caps = card.capabilities
     result = Prepared(card, request)
     hard = result.missing
-    if n.init_image and not caps.img2img:
-        hard.append("does not take an init image (img2img)")
-    if n.mask_image and not caps.inpaint:
-        hard.append("does not inpaint (mask_image)")
+    hard.extend(image_misses(n, caps))  # init image (img2img, inpaint, edit), references
     if n.controlnet and not caps.controlnet:
         hard.append("has no ControlNet")
     if n.lora and not caps.lora:

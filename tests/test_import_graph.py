@@ -148,3 +148,20 @@ def test_import_imagegen_loads_nothing_heavy():
             f"print([m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_every_error_class_is_in_the_one_tree():
+    """Errors raised on purpose are defined in imagegen/errors.py, drawn in its docstring."""
+    import imagegen.errors as errors
+
+    tree = {name for name, value in vars(errors).items()
+            if isinstance(value, type) and issubclass(value, errors.ImageGenError)}
+    assert all(name in errors.__doc__ for name in tree)
+    for name, path in _modules().items():
+        if name == "imagegen.errors":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                assert not bases & tree, f"{name}.{node.name} derives from {sorted(bases & tree)} outside errors.py"
+    assert not hasattr(errors, "CancelledError")  # it shadowed asyncio's

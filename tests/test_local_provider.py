@@ -10,7 +10,7 @@ pytest.importorskip("diffusers")
 
 from imagegen.providers.local import LocalProvider  # noqa: E402
 
-from imagegen.errors import CancelledError, ConfigError, ModelLoadError  # noqa: E402
+from imagegen.errors import ConfigError, ModelLoadError, UserCancelledError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
 from imagegen.request import GenerateRequest, HiresFix, LoraRef  # noqa: E402
 from imagegen.result import read_infotext  # noqa: E402
@@ -258,9 +258,9 @@ def test_progress_reports_every_step_and_cancel_stops_between_steps(provider, ca
 
     def cancel(event):
         if event.stage == "step" and event.step == 2:
-            raise CancelledError("stopped")
+            raise UserCancelledError("stopped")
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(UserCancelledError):
         provider.run(request(steps=4), card, progress=cancel)
 
 

@@ -9,13 +9,14 @@ import pytest
 from imagegen.providers.replicate import CallPolicy, ReplicateProvider
 
 from imagegen.client import ImageGen
-from imagegen.errors import CancelledError, ConfigError, ProviderError, UnknownOutcomeError
+from imagegen.errors import ConfigError, ProviderError, UnknownOutcomeError, UserCancelledError
 from imagegen.request import GenerateRequest, LoraRef
 from imagegen.settings import Settings
 from imagegen.testing import FakeReplicate
 from imagegen.testing._images import requested_size_of
 
-FAST = dict(poll_initial_s=0.02, poll_max_s=0.05, get_backoff_s=0.01, reconcile_delay_s=0.01)
+FAST = dict(poll_initial_s=0.02, poll_max_s=0.05, get_backoff_s=0.01, reconcile_delay_s=0.01,
+            commit_timeout_s=0.2)
 
 
 _OPEN: list[ReplicateProvider] = []
@@ -66,7 +67,7 @@ def test_each_flux_model_receives_its_own_input_names(fake, short, extra, expect
     result = provider.run(GenerateRequest(**BASE, **extra), c)
     (sent,) = creates(fake)
     assert sent.path == f"/v1/models/black-forest-labs/{short}/predictions"
-    assert sent.headers["prefer"] == "wait"
+    assert sent.headers["prefer"] == "wait=29"  # within the 30 s read timeout
     assert sent.json == {"input": expected}
     image = result.images[0]
     assert image.format == "jpeg" and image.pil().format == "JPEG" and image.seed == 7
@@ -165,9 +166,9 @@ def test_cancel_from_progress_cancels_the_remote_predictions(fake):
 
     def stop(progress):
         if progress.stage == "running":
-            raise CancelledError("stop")
+            raise UserCancelledError("stop")
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(UserCancelledError):
         provider.run(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
                           card(provider, "flux-dev"), progress=stop)
     assert {job.status for job in fake.predictions.values()} == {"canceled"}
@@ -335,9 +336,9 @@ def test_cancel_while_a_sync_create_is_held_finds_and_cancels_it(fake):
 
     def stop(progress):
         if progress.stage == "queued" and progress.image_index == 1:
-            raise CancelledError("stop")
+            raise UserCancelledError("stop")
 
-    with pytest.raises(CancelledError):
+    with pytest.raises(UserCancelledError):
         provider.run(GenerateRequest(prompt="a fox", seed=3, batch_size=2),
                           card(provider, "flux-dev"), progress=stop)
     assert [job.status for job in fake.predictions.values()] == ["canceled"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from ..errors import ImageGenError
+from ..errors import VoteError
 
 SCALE = 400.0
 BASE = 10.0
@@ -23,10 +23,6 @@ INIT_RATING = 1000.0
 Battle = tuple[str, str, float]  # (model A, model B, A's score: 1 win, 0.5 tie, 0 loss)
 Winner = Literal["a", "b", "tie"]
 _SCORES = {"a": 1.0, "b": 0.0, "tie": 0.5}
-
-
-class VoteError(ImageGenError, ValueError):
-    """A vote that cannot be recorded (the message names the field)."""
 
 
 @dataclass(frozen=True)

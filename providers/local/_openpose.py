@@ -11,7 +11,7 @@ import colorsys
 import math
 from typing import Any
 
-from imagegen.errors import ImageGenError
+from imagegen.errors import PoseError
 
 STICK_WIDTH = 4
 JOINT_RADIUS = 4
@@ -26,10 +26,6 @@ HAND_EDGES = [(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0
               (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20)]
 
 Point = tuple[float, float] | None
-
-
-class PoseError(ImageGenError):
-    """Keypoint JSON that cannot be drawn (names the field)."""
 
 
 def render_pose(pose: dict[str, Any], width: int | None = None, height: int | None = None):
