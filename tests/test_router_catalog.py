@@ -1,57 +1,169 @@
-"""The shipped catalog: the values the research notes give, with sources and dates, nothing
-invented; a user's own table laid over it."""
+"""The shipped catalog as the router sees it: requests with images route only to models that take
+them, `quality` picks the best-rated capable model, the README's example routes, and a user's
+own table under IMAGEGEN_HOME still overlays everything."""
 
+import io
 import json
 
 import pytest
+from imagegen.providers.base import BaseProvider
+from imagegen.providers.replicate import ReplicateProvider
+from PIL import Image
 
+from imagegen import GenerateRequest, ImageGen, NoRouteError
 from imagegen.catalog import cloud_cards, elo_for, load_catalog, local_elo_prior
 from imagegen.router import RoutePolicy, Router
+from imagegen.settings import Settings
 
-FLUX = "replicate:black-forest-labs/"
-
-
-def by_id():
-    return {c.id: c for c in cloud_cards("replicate")}
+R = "replicate:"
+FLUX = R + "black-forest-labs/"
 
 
-def test_every_replicate_flux_card_is_shipped():
-    assert set(by_id()) == {FLUX + m for m in ("flux-schnell", "flux-dev", "flux-pro", "flux-1.1-pro",
-                                               "flux-1.1-pro-ultra", "flux-dev-lora")}
+def png(width=64, height=48) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
 
 
-def test_prices_are_the_replicate_list_prices_with_a_source():
-    prices = {cid.removeprefix(FLUX): c.price.per_image for cid, c in by_id().items()}
-    assert prices == {"flux-schnell": 0.003, "flux-dev": 0.025, "flux-pro": 0.055, "flux-1.1-pro": 0.04,
-                      "flux-1.1-pro-ultra": 0.06, "flux-dev-lora": 0.025}
-    assert all(c.price.source for c in by_id().values())
-    assert by_id()[FLUX + "flux-dev-lora"].price.source.startswith("UNCONFIRMED")
+@pytest.fixture(scope="module")
+def gen():
+    return ImageGen(providers=[ReplicateProvider(Settings(replicate_api_token="r8_not_used"))],
+                    router=Router())
 
 
-def test_elo_is_only_what_a_dated_snapshot_reports():
-    elos = {cid.removeprefix(FLUX): (c.elo.value, c.elo.date) for cid, c in by_id().items()}
-    assert elos["flux-1.1-pro"] == (1083, "2025-04") and elos["flux-pro"] == (1068, "2025-04")
-    for name in ("flux-schnell", "flux-dev", "flux-1.1-pro-ultra", "flux-dev-lora"):
-        assert elos[name][0] is None
-    for card in by_id().values():
-        assert card.elo.source  # a value names its source; a null says none was found
-        assert card.latency_s > 0 and card.latency_source
+class Generic(BaseProvider):
+    """The generic check and price estimate only (no adapter translation)."""
+
+    name = "replicate"
 
 
-def test_capabilities_follow_the_model_schemas():
-    cards = by_id()
-    schnell, dev, ultra = cards[FLUX + "flux-schnell"], cards[FLUX + "flux-dev"], cards[FLUX + "flux-1.1-pro-ultra"]
-    assert schnell.capabilities.steps_range == (1, 4) and not schnell.capabilities.cfg
-    assert dev.capabilities.img2img and dev.capabilities.cfg_range == (0.0, 10.0) and dev.default_steps == 28
-    assert ultra.capabilities.output_formats == ("jpeg", "png") and ultra.capabilities.max_images_per_call == 1
-    assert cards[FLUX + "flux-dev-lora"].capabilities.lora
-    assert not any(c.capabilities.negative_prompt for c in cards.values())
-    assert all("21:9" in c.capabilities.aspect_ratios for c in (schnell, dev, ultra))
+def best_rated(cards, accept) -> str:
+    rated = [c for c in cards if c.elo.value is not None and accept(c)]
+    return max(rated, key=lambda c: c.elo.value).id
 
 
-def test_cloud_cards_are_copies():
-    cloud_cards()[0].notes = "changed"
-    assert cloud_cards()[0].notes != "changed"
+# -- requests with images ------------------------------------------------------------------
+
+
+def test_an_edit_routes_only_to_models_that_edit_by_instruction(gen):
+    request = GenerateRequest(prompt="make the sky stormy", init_image=png(), edit=True)
+    decision = gen.route(request, policy=RoutePolicy(strategy="cost"))
+    chosen = {c.card.id for c in decision.candidates}
+    editors = {c.id for c in cloud_cards() if c.capabilities.edit}
+    assert chosen and chosen <= editors
+    assert FLUX + "flux-kontext-pro" in chosen and R + "qwen/qwen-image-edit" in chosen
+    reasons = {e.card.id: e.reason for e in decision.excluded}
+    assert "does not edit by instruction" in reasons[FLUX + "flux-dev"]  # img2img, not an edit
+    assert "does not edit by instruction" in reasons[R + "google/imagen-4"]
+
+
+def test_img2img_and_an_open_init_image_differ_in_what_they_accept(gen):
+    img2img = gen.route(GenerateRequest(prompt="a red barn", init_image=png(), edit=False,
+                                        denoising_strength=0.6))
+    assert all(c.card.capabilities.img2img for c in img2img.candidates)
+    assert FLUX + "flux-kontext-pro" in {e.card.id for e in img2img.excluded}
+    either = gen.route(GenerateRequest(prompt="a red barn", init_image=png()),
+                       policy=RoutePolicy(strategy="quality"))
+    ids = {c.card.id for c in either.candidates}
+    assert FLUX + "flux-dev" in ids and FLUX + "flux-kontext-pro" in ids
+    kontext = next(c for c in either.candidates if c.card.id == FLUX + "flux-kontext-pro")
+    assert any("edited by instruction" in w for w in kontext.prepared.warnings)
+
+
+def test_reference_images_route_only_to_models_that_take_that_many(gen):
+    request = GenerateRequest(prompt="the cat from image 1 on the sofa from image 2",
+                              reference_images=[png()] * 6)
+    decision = gen.route(request, policy=RoutePolicy(strategy="cost"))
+    for candidate in decision.candidates:
+        assert candidate.card.capabilities.max_reference_images >= 6
+    ids = {c.card.id for c in decision.candidates}
+    assert FLUX + "flux-2-pro" in ids and R + "google/nano-banana-pro" in ids
+    reasons = {e.card.id: e.reason for e in decision.excluded}
+    assert "at most 5 reference images (got 6)" in reasons[FLUX + "flux-2-klein-4b"]
+    assert "takes no reference images" in reasons[FLUX + "flux-schnell"]
+
+
+def test_an_init_image_counts_against_a_shared_image_list(gen):
+    """FLUX.2 [dev] takes 4 images in one list: an edit with 4 references is one too many."""
+    request = GenerateRequest(prompt="put image 2 into image 1", init_image=png(),
+                              reference_images=[png()] * 4, edit=True)
+    reasons = {e.card.id: e.reason for e in gen.route(request).excluded}
+    assert "at most 4 input image(s) in input_images" in reasons[FLUX + "flux-2-dev"]
+
+
+def test_an_edit_only_model_is_not_offered_for_text_to_image(gen):
+    reasons = {e.card.id: e.reason for e in gen.route(GenerateRequest(prompt="a fox")).excluded}
+    assert "needs an image to edit" in reasons[FLUX + "flux-kontext-dev"]
+    assert "needs an image to edit" in reasons[R + "qwen/qwen-image-edit"]
+
+
+def test_a_fixed_seed_leaves_out_the_models_without_one(gen):
+    decision = gen.route(GenerateRequest(prompt="a fox", seed=5), policy=RoutePolicy(strategy="quality"))
+    assert all(c.card.capabilities.seed for c in decision.candidates)
+    assert "does not honour a fixed seed" in {e.card.id: e.reason for e in decision.excluded}[R + "google/imagen-4"]
+
+
+# -- strategies over the shipped table --------------------------------------------------------
+
+
+def test_quality_picks_the_highest_rated_capable_model(gen):
+    cards = cloud_cards()
+    text = gen.route(GenerateRequest(prompt="a lighthouse"), policy=RoutePolicy(strategy="quality"))
+    assert text.chosen.id == best_rated(cards, lambda c: c.capabilities.txt2img)
+    edit = gen.route(GenerateRequest(prompt="make it night", init_image=png(), edit=True),
+                     policy=RoutePolicy(strategy="quality"))
+    assert edit.chosen.id == best_rated(cards, lambda c: c.capabilities.edit)
+    seeded = gen.route(GenerateRequest(prompt="a lighthouse", seed=1), policy=RoutePolicy(strategy="quality"))
+    assert seeded.chosen.id == best_rated(cards, lambda c: c.capabilities.seed and c.capabilities.txt2img)
+    assert seeded.chosen.id != text.chosen.id  # the best-rated model has no seed input
+
+
+def test_cost_prices_each_card_in_its_own_units(gen):
+    decision = gen.route(GenerateRequest(prompt="a lighthouse"), policy=RoutePolicy(strategy="cost"))
+    costs = {c.card.id: c.cost_usd for c in decision.candidates}
+    assert decision.chosen.id == FLUX + "flux-2-klein-4b"  # $0.001 per output megapixel
+    assert costs[FLUX + "flux-2-pro"] == pytest.approx(0.03)  # $0.015/run + 1 MP x $0.015
+    assert costs[FLUX + "flux-2-max"] == pytest.approx(0.07)  # $0.04/run + 1 MP x $0.03
+    assert costs[R + "google/nano-banana-pro"] == pytest.approx(0.15)  # 2K default tier
+    assert costs[R + "openai/gpt-image-1.5"] == pytest.approx(0.136)  # quality auto = high
+    assert costs[FLUX + "flux-schnell"] == pytest.approx(0.003)
+
+
+def test_the_readme_router_example_routes(gen):
+    policy = RoutePolicy(strategy="balanced", max_cost_per_image=0.03, min_elo=1000)
+    decision = gen.route(GenerateRequest(prompt="a lighthouse at dusk"), policy=policy)
+    for candidate in decision.candidates:
+        assert candidate.cost_usd <= 0.03 + 1e-9 and candidate.elo >= 1000
+    assert {c.card.id for c in decision.candidates} == {FLUX + "flux-2-pro", R + "bytedance/seedream-4"}
+    assert any("Elo unknown" in e.reason for e in decision.excluded)
+    assert any("over max_cost_per_image" in e.reason for e in decision.excluded)
+
+
+def test_elo_is_ranked_only_on_the_stated_scale():
+    catalog = load_catalog()
+    scale = catalog.elo_snapshot
+    for card in cloud_cards():
+        elo = card.elo
+        if elo.value is None:
+            continue
+        assert elo.arena == scale["board"].replace(" Arena", "").replace("Text-to-Image", "text-to-image")
+        on_scale = elo.date == scale["date"] and elo.offset == 0 and elo.measured is None
+        offset_applied = elo.measured is not None and elo.value == elo.measured + elo.offset and elo.offset_basis
+        assert on_scale or offset_applied, card.id
+    # LMArena and AA editing figures are kept, but never routed on
+    banana = load_catalog().card(R + "google/nano-banana-2")
+    assert {r.arena for r in banana.elo.others} >= {"LMArena text-to-image", "Artificial Analysis image editing"}
+    assert banana.elo.value == 1254 and banana.elo.date == "2026-07-20"
+
+
+def test_unknown_elo_is_excluded_by_min_elo_with_a_reason(gen):
+    decision = gen.route(GenerateRequest(prompt="x"), policy=RoutePolicy(min_elo=1100))
+    reasons = {e.card.id: e.reason for e in decision.excluded}
+    assert "Elo unknown" in reasons[FLUX + "flux-schnell"]
+    assert "under min_elo" in reasons[R + "recraft-ai/recraft-v3"]  # 1136 - 53 on the 2026-07 scale
+
+
+# -- the user's own table ------------------------------------------------------------------------
 
 
 def test_local_family_priors_are_unknown_until_the_user_sets_them(tmp_path):
@@ -81,55 +193,22 @@ def test_elo_for_uses_the_family_prior_for_local_cards_only(tmp_path):
     assert elo_for(cloud, catalog).value is None
 
 
-@pytest.mark.parametrize("strategy,expected", [
-    ("cost", "flux-schnell"), ("quality", "flux-1.1-pro"), ("speed", "flux-schnell"),
-])
-def test_routing_over_the_shipped_flux_cards(strategy, expected):
-    from imagegen.providers.base import BaseProvider
-
-    from imagegen import GenerateRequest
-
-    class Cloud(BaseProvider):
-        name = "replicate"
-
-    decision = Router().decide(GenerateRequest(prompt="x"), cloud_cards(), {"replicate": Cloud()},
-                               RoutePolicy(strategy=strategy))
-    assert decision.chosen.id == FLUX + expected
-
-
-def test_the_replicate_adapter_routes_over_the_shipped_cards():
-    from imagegen.providers.replicate import ReplicateProvider
-
-    from imagegen import GenerateRequest, ImageGen
-    from imagegen.settings import Settings
-
-    gen = ImageGen(providers=[ReplicateProvider(Settings(replicate_api_token="r8_not_used"))],
-                   router=Router())
-    request = GenerateRequest(prompt="a cat", aspect_ratio="16:9", negative_prompt="dog")
-    assert gen.route(request, policy=RoutePolicy(strategy="cost")).chosen.id == FLUX + "flux-schnell"
-    quality = gen.route(request, policy=RoutePolicy(strategy="quality"))
-    assert [c.card.id for c in quality.candidates[:2]] == [FLUX + "flux-1.1-pro", FLUX + "flux-pro"]
-    assert any("negative_prompt" in w for w in quality.candidates[0].warnings)
-    lora = gen.route(GenerateRequest(prompt="a cat", loras=[{"name": "fofr/flux-mona-lisa"}]))
-    assert lora.chosen.id == FLUX + "flux-dev-lora" and len(lora.excluded) == 5
-
-
 def test_a_user_table_under_home_changes_how_cards_are_routed(tmp_path):
-    from imagegen.providers.base import BaseProvider
-
-    from imagegen import GenerateRequest
-
-    class Cloud(BaseProvider):
-        name = "replicate"
-
     (tmp_path / "catalog.json").write_text(json.dumps({"cards": [
-        {"id": FLUX + "flux-dev", "price": {"per_image": 0.001, "source": "my negotiated price"},
-         "elo": {"value": 1200, "source": "my own table", "date": "2026-11"}}]}))
+        {"id": FLUX + "flux-dev", "price": {"per_image": 0.0001, "source": "my negotiated price"},
+         "elo": {"value": 1400, "source": "my own table", "date": "2026-11"}}]}))
     router = Router(home=tmp_path)
     request = GenerateRequest(prompt="x")
     for strategy in ("cost", "quality"):
-        decision = router.decide(request, cloud_cards(), {"replicate": Cloud()}, RoutePolicy(strategy=strategy))
+        decision = router.decide(request, cloud_cards(), {"replicate": Generic()}, RoutePolicy(strategy=strategy))
         assert decision.chosen.id == FLUX + "flux-dev"
         assert decision.chosen.price.source == "my negotiated price"
-    assert Router(home=tmp_path / "elsewhere").decide(
-        request, cloud_cards(), {"replicate": Cloud()}, RoutePolicy()).chosen.id == FLUX + "flux-schnell"
+    elsewhere = Router(home=tmp_path / "elsewhere").decide(request, cloud_cards(), {"replicate": Generic()},
+                                                           RoutePolicy(strategy="quality"))
+    assert elsewhere.chosen.id == best_rated(cloud_cards(), lambda c: c.capabilities.txt2img)
+
+
+def test_no_route_names_every_reason(gen):
+    with pytest.raises(NoRouteError) as caught:
+        gen.route(GenerateRequest(prompt="x", reference_images=[png()] * 16, seed=3))
+    assert "reference images" in str(caught.value)
