@@ -66,11 +66,6 @@ class Health:
 
     # -- what the router asks ----------------------------------------------------------
 
-    def cooling(self, card_id: str, provider: str, now: float | None = None) -> str | None:
-        """Why the card is cooling down (card or provider), or None when it is healthy."""
-        cooling = self.cooling_now(now)
-        return cooling.get(card_id) or cooling.get(provider_key(provider)) if cooling else None
-
     def cooling_now(self, now: float | None = None) -> dict[str, str]:
         """Every card id and ``provider::<name>`` key cooling down now, with the reason."""
         if not self._streaks:

@@ -84,11 +84,6 @@ def _weight(text: str, match: re.Match) -> float:
         ) from None
 
 
-def has_attention(text: str) -> bool:
-    """Whether the text uses any A1111 weighting (as opposed to plain words)."""
-    return any(weight not in (1.0, -1.0) for _, weight in parse_prompt_attention(text))
-
-
 def escape_attention(text: str) -> str:
     """Plain text that A1111 reads literally: brackets and backslashes escaped."""
     return re.sub(r"([\\()\[\]])", r"\\\1", text)

@@ -214,6 +214,3 @@ def prompt_at_step(schedule: list[tuple[int, str]], step: int) -> str:
             return text
     return schedule[-1][1]
 
-
-def has_schedule(prompt: str) -> bool:
-    return len(prompt_schedule(prompt, 100)) > 1

@@ -100,15 +100,6 @@ class MidjourneyPrompt:
     # What Midjourney accepts but ignores (`--iw` with no image prompt); not part of equality.
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
-    @property
-    def model_key(self) -> str | None:
-        """"v6.1", "niji6"... or None when the prompt leaves the version to the default."""
-        if self.params.version:
-            return "v" + self.params.version
-        if self.params.niji:
-            return "niji" + self.params.niji
-        return None
-
 
 # -- parsing ---------------------------------------------------------------------------
 
