@@ -188,3 +188,101 @@ def test_style_raw_turns_on_ultra_raw_mode_and_other_mj_options_warn():
     dev = plan_request(request, cards["flux-dev"])
     assert "raw" not in dev.predictions[0].input
     assert any("--style raw" in w for w in dev.warnings)
+
+
+# -- edits, references, megapixels: every change of meaning is a warning -------------------------
+
+
+def _png(width: int = 40, height: int = 30) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height)).save(out, "PNG")
+    return out.getvalue()
+
+
+def any_card(provider, model):
+    return next(c for c in provider.models() if c.model == model)
+
+
+def test_an_open_init_image_on_an_edit_model_warns_that_the_prompt_is_an_instruction(provider):
+    kontext = any_card(provider, "black-forest-labs/flux-kontext-pro")
+    open_ = plan_request(GenerateRequest(prompt="a red barn", init_image=_png(), denoising_strength=0.4), kontext)
+    assert any("edited by instruction" in w for w in open_.warnings)
+    assert any("denoising_strength 0.4 ignored" in w for w in open_.warnings)
+    said = plan_request(GenerateRequest(prompt="make it red", init_image=_png(), edit=True), kontext)
+    assert not any("edited by instruction" in w for w in said.warnings)
+    assert said.predictions[0].input["aspect_ratio"] == "match_input_image"
+    # an img2img model keeps img2img when the request leaves it open
+    dev = plan_request(GenerateRequest(prompt="a red barn", init_image=_png()), card(provider, "flux-dev"))
+    assert "image" in dev.predictions[0].input and not dev.warnings
+
+
+def test_midjourney_references_map_onto_the_models_reference_inputs_with_warnings(provider):
+    text = ("https://e.x/look.png a fox --sref https://e.x/style.png 12345 --cref https://e.x/face.png "
+            "--iw 2")
+    request = GenerateRequest.from_midjourney(text)
+    flux2 = plan_request(request, any_card(provider, "black-forest-labs/flux-2-pro"), seed=1)
+    assert flux2.predictions[0].input["input_images"] == [
+        "https://e.x/look.png", "https://e.x/style.png", "https://e.x/face.png"]
+    joined = " | ".join(flux2.warnings)
+    assert "image prompt(s) sent as reference images" in joined
+    assert "--sref sent as a reference image: the model may copy its content" in joined
+    assert "1 of 2 sent" in joined  # the style code 12345 is not an image
+    assert "--cref sent as a reference image" in joined
+    photon = plan_request(request, any_card(provider, "luma/photon"), seed=1)
+    sent = photon.predictions[0].input
+    assert (sent["image_reference_url"], sent["style_reference_url"], sent["character_reference_url"]) == (
+        "https://e.x/look.png", "https://e.x/style.png", "https://e.x/face.png")
+    # a model with no reference input keeps the old warning: ignored
+    schnell = plan_request(request, card(provider, "flux-schnell"), seed=1)
+    assert any("--sref" in w and "ignores" in w for w in schnell.warnings)
+    assert "input_images" not in schnell.predictions[0].input
+
+
+def test_midjourney_references_never_push_out_the_requests_own_images(provider):
+    request = GenerateRequest.from_midjourney("a fox --cref https://e.x/face.png",
+                                              reference_images=[_png()] * 5)
+    klein = plan_request(request, any_card(provider, "black-forest-labs/flux-2-klein-4b"), seed=1)
+    assert len(klein.predictions[0].input["images"]) == 5 and not klein.missing
+    assert any("--cref" in w and "ignores" in w for w in klein.warnings)
+
+
+def test_output_megapixels_pick_the_nearest_preset_and_say_so(provider):
+    pro = any_card(provider, "black-forest-labs/flux-2-pro")
+    exact = plan_request(GenerateRequest(prompt="x", output_megapixels=4), pro, seed=1)
+    assert exact.predictions[0].input["resolution"] == "4 MP" and not exact.warnings
+    near = plan_request(GenerateRequest(prompt="x", output_megapixels=3), pro, seed=1)
+    assert any("output_megapixels 3 unavailable: using the nearest, 4 MP" in w for w in near.warnings)
+    fixed = plan_request(GenerateRequest(prompt="x", output_megapixels="2K"), any_card(provider, "google/imagen-4"))
+    assert any("renders about 1 MP" in w for w in fixed.warnings)
+    preset = plan_request(GenerateRequest(prompt="x", output_megapixels="2K"),
+                          any_card(provider, "google/nano-banana-2"))
+    assert preset.predictions[0].input["resolution"] == "2K"
+    assert preset.estimate_usd(any_card(provider, "google/nano-banana-2")) == pytest.approx(0.101)
+
+
+def test_models_without_a_seed_input_get_no_seed(provider):
+    plan = plan_request(GenerateRequest(prompt="x"), any_card(provider, "google/imagen-4"), seed=99)
+    assert "seed" not in plan.predictions[0].input and plan.predictions[0].seeds == [None]
+
+
+def test_input_images_are_priced_by_their_megapixels(provider):
+    flex = any_card(provider, "black-forest-labs/flux-2-flex")
+    big = plan_request(GenerateRequest(prompt="x", reference_images=[_png(2048, 1024)]), flex, seed=1)
+    assert big.input_pixels == (2048 * 1024,)
+    assert big.estimate_usd(flex) == pytest.approx(0.06 * 1 + 0.06 * 2)  # 1 MP out, 2 MP in
+
+
+def test_request_validation_for_the_new_fields():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="edit says how to read init_image"):
+        GenerateRequest(prompt="x", edit=True)
+    with pytest.raises(ValidationError, match="either width and height or output_megapixels"):
+        GenerateRequest(prompt="x", width=512, height=512, output_megapixels=1)
+    assert GenerateRequest(prompt="x", output_megapixels="4K").output_megapixels == 16.0
+    needs = GenerateRequest(prompt="x", reference_images=[_png()] * 2, init_image=_png(), edit=True).needs()
+    assert (needs.reference_images, needs.edit) == (2, True)
