@@ -338,20 +338,40 @@ def route_table(decision: RouteDecision) -> Table:
 
 
 @app.command()
-def models(as_json: bool = typer.Option(False, "--json", help="Print every card as JSON.")) -> None:
-    """The catalog: price, Elo (with source and date), latency, capabilities."""
+def models(as_json: bool = typer.Option(False, "--json", help="Print every card as JSON."),
+           check: bool = typer.Option(False, "--check", help="List cards whose price or Elo is over "
+                                      "a year old or undated; exit 1 if any.")) -> None:
+    """The catalog: price (units, source, date), Elo (arena, date), latency, capabilities.
+
+    Cards are shown as routed: ``$IMAGEGEN_HOME/catalog.json`` laid over the shipped table."""
 
     def job() -> None:
+        from datetime import date
+
+        from .catalog import stale_entries
+
         with make_client() as gen:
+            cards = [gen.router.effective_card(card) for card in gen.models()]
+            if check:
+                stale = stale_entries(cards, date.today())
+                if as_json:
+                    _emit_json([{"id": cid, "what": what, "why": why} for cid, what, why in stale])
+                else:
+                    for cid, what, why in stale:
+                        console.print(f"{escape(cid)}: {what} {escape(why)}")
+                    console.print(f"{len(stale)} stale or undated figure(s) in {len(cards)} cards")
+                if stale:
+                    raise typer.Exit(1)
+                return
             if as_json:
-                _emit_json([card.model_dump(mode="json") for card in gen.models()])
+                _emit_json([card.model_dump(mode="json") for card in cards])
                 return
             table = Table(title="models")
             for column in ("model", "family", "price", "Elo", "latency", "capabilities"):
                 table.add_column(column, overflow="fold")
-            for card in gen.models():
-                table.add_row(card.id, card.family, _price(card), _elo(card), f"{card.latency_s:g}s",
-                              _caps(card))
+            for card in cards:
+                table.add_row(escape(card.id), card.family, escape(_price(card)), escape(_elo(card)),
+                              f"{card.latency_s:g}s", _caps(card))
             console.print(table)
 
     run_guarded(job)
@@ -359,22 +379,34 @@ def models(as_json: bool = typer.Option(False, "--json", help="Print every card 
 
 def _price(card: Any) -> str:
     p = card.price
-    parts = [f"${p.per_image:g}/image" if p.per_image else "",
-             f"${p.per_megapixel:g}/MP" if p.per_megapixel else "",
-             f"${p.per_gpu_second:g}/GPU-s" if p.per_gpu_second else ""]
-    return " ".join(x for x in parts if x) or "free"
+    units = " + ".join(p.units) or "free"
+    if p.tiers:
+        units += f" ({p.default_tier} tier; by {p.tier_input}: " + ", ".join(
+            f"{tier} " + "+".join(f"${v:g}" for v in overrides.values()) for tier, overrides in p.tiers.items()) + ")"
+    return units + (f" [{p.date}]" if p.date else " [undated]" if units != "free" else "")
 
 
 def _elo(card: Any) -> str:
-    if card.elo.value is None:
-        return "unknown"
-    return f"{card.elo.value:.0f} ({card.elo.source}, {card.elo.date})"
+    elo = card.elo
+    others = f"; {len(elo.others)} other arena figure(s)" if elo.others else ""
+    if elo.value is None:
+        return "unknown" + others
+    offset = f", measured {elo.measured:g} {elo.offset:+g} offset" if elo.measured is not None else ""
+    return f"{elo.value:.0f} ({elo.arena or elo.source}, {elo.date or 'undated'}{offset}){others}"
 
 
 def _caps(card: Any) -> str:
     caps = card.capabilities
-    names = ["negative_prompt", "seed", "lora", "img2img", "inpaint", "controlnet", "hires_fix", "clip_skip"]
-    return ", ".join(n for n in names if getattr(caps, n))
+    names = ["negative_prompt", "seed", "lora", "img2img", "edit", "inpaint", "controlnet", "hires_fix",
+             "clip_skip"]
+    found = [n for n in names if getattr(caps, n)]
+    if not caps.txt2img:
+        found.append("needs an input image")
+    if caps.max_reference_images:
+        found.append(f"{caps.max_reference_images} reference images")
+    if caps.output_megapixels:
+        found.append("MP " + "/".join(f"{mp:g}" for mp in caps.output_megapixels))
+    return ", ".join(found)
 
 
 # -- info -------------------------------------------------------------------------------
