@@ -175,10 +175,10 @@ def _winner(winner: str, model_a: str, model_b: str) -> Winner:
 ELO_PER_NAT = SCALE / math.log(BASE)
 
 #: Votes that make a rating "enough": with this many even votes (each worth one game of
-#: information, p(1-p) = 1/4) the 95 % interval of a rating is about ±100 Elo wide
-#: (1.96 × 2 × 173.7 / sqrt(46) = 100.4 → 47 games gives ±99). A 100-point gap is a
-#: 64 % win rate: below this many votes your ratings cannot yet tell a model that wins
-#: two times in three from an even one.
+#: information, p(1-p) = 1/4) the 95 % interval of the model's gap to an opponent of known
+#: rating is about ±100 Elo (1.96 × 2 × 173.7 / sqrt(46) = 100.4, so 47 games gives ±99).
+#: A 100-point gap is a 64 % win rate: below this many votes your ratings cannot yet tell a
+#: model that wins two times in three from an even one.
 ENOUGH_VOTES = 47
 
 

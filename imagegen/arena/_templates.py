@@ -156,8 +156,9 @@ def ratings_page(*, base: str, rows: list[dict[str, Any]], matrix_models: list[s
     grid = win_matrix_table(matrix_models, matrix) if matrix_models else ""
     body = f"""<h1>Your ratings</h1>
 <p>{total_votes} vote{"s" if total_votes != 1 else ""} in the store. Intervals are 95% bootstrap intervals.
-A rating counts as enough from {ENOUGH_VOTES} effective votes: then its 95% interval is about ±100 Elo,
-narrow enough to tell a model that wins two times in three (a 100-point gap) from an even one.
+A rating counts as enough from {ENOUGH_VOTES} effective votes: then the 95% interval of its gap to a
+rated opponent is about ±100 Elo, narrow enough to tell a model that wins two times in three
+(a 100-point gap) from an even one.
 A vote between two very unequal models counts less than one (it says less).</p>
 <p class="router" id="router-line">{router_line}</p>
 {table}
