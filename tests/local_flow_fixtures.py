@@ -32,7 +32,22 @@ class FlowModels:
     flux_schnell: Path  # no guidance embeddings (FLUX.1 [schnell]-like)
     kontext: Path  # FluxKontextPipeline (same transformer shape as dev)
     klein: Path  # Flux2KleinPipeline (Qwen3 text encoder), distilled
+    klein_base: Path  # the same weights marked not distilled (true CFG, as FLUX.2 [klein] base)
     sd3: Path  # StableDiffusion3Pipeline (two CLIPs + T5)
+
+    @property
+    def lora_dir(self) -> Path:
+        return self.models_dir / "Lora"
+
+    @property
+    def dev_single(self) -> Path:
+        """The dev transformer alone, as Flux weights are distributed (diffusers names)."""
+        return self.models_dir / "Stable-diffusion" / "tiny_dev_single.safetensors"
+
+    @property
+    def dev_single_bfl(self) -> Path:
+        """The dev transformer alone in BFL's original names (double_blocks..., img_attn.qkv)."""
+        return self.models_dir / "Stable-diffusion" / "tiny_dev_bfl.safetensors"
 
 
 def write_t5_tokenizer(folder: Path):
@@ -191,16 +206,160 @@ def build_sd3(folder: Path):
     tokenizer_3, text_encoder_3 = _t5(folder / "tokenizer_3", d_model=2 * HIDDEN)
     torch.manual_seed(7)
     transformer = SD3Transformer2DModel(
-        sample_size=4, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
-        joint_attention_dim=2 * HIDDEN, caption_projection_dim=16, pooled_projection_dim=2 * HIDDEN, out_channels=4,
+        sample_size=4, patch_size=1, in_channels=16, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+        joint_attention_dim=2 * HIDDEN, caption_projection_dim=16, pooled_projection_dim=2 * HIDDEN, out_channels=16,
         pos_embed_max_size=16)
-    vae = _vae(4, shift_factor=0.0609, scaling_factor=1.5305)
+    vae = _vae(16, shift_factor=0.0609, scaling_factor=1.5305)  # SD3's inpaint pipeline checks for 16
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     pipe = StableDiffusion3Pipeline(
         scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, text_encoder_2=text_encoder_2,
         tokenizer_2=tokenizer_2, text_encoder_3=text_encoder_3, tokenizer_3=tokenizer_3, transformer=transformer)
     pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
+
+
+# -- LoRAs in the layouts people have -------------------------------------------------------
+
+_ATTN = ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+
+
+def _peft_lora(transformer_cls: str, folder: Path, seed: int, targets: list[str] | str) -> dict:
+    """A LoRA with random non-zero weights (rank 2, alpha 2: scale 1) as peft names it."""
+    import diffusers
+    import torch
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    model = getattr(diffusers, transformer_cls).from_pretrained(folder / "transformer", local_files_only=True)
+    torch.manual_seed(seed)
+    model.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=targets, init_lora_weights=False))
+    with torch.no_grad():  # random B too (peft's init leaves the LoRA's effect tiny otherwise)
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)
+    return {k: v.detach().clone().contiguous() for k, v in get_peft_model_state_dict(model).items()}
+
+
+def build_lora(transformer_cls: str, folder: Path, path: Path, pipeline_cls: str, seed: int = 11) -> None:
+    import diffusers
+
+    state = _peft_lora(transformer_cls, folder, seed, ["to_q", "to_k", "to_v", "to_out.0"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    getattr(diffusers, pipeline_cls).save_lora_weights(path.parent, transformer_lora_layers=state,
+                                                       weight_name=path.name, safe_serialization=True)
+
+
+def build_flux_loras(folder: Path, lora_dir: Path) -> None:
+    """One FLUX.1 LoRA in four layouts (diffusers/peft, ai-toolkit, kohya, XLabs), plus a second
+    diffusers one. q/k/v share their down matrix, so the fused kohya/XLabs qkv layers hold the
+    same weights; the double blocks' attention and the single blocks' output are trained."""
+    import torch
+    from diffusers import FluxPipeline
+    from safetensors.torch import save_file
+
+    targets = r"(transformer_blocks\.\d+\.attn\.(" + "|".join(t.replace(".", r"\.") for t in _ATTN) + r"))" \
+        r"|(single_transformer_blocks\.\d+\.proj_out)"
+    state = _peft_lora("FluxTransformer2DModel", folder, 21, targets)
+    for key in list(state):
+        for first, others in (("to_q", ("to_k", "to_v")), ("add_q_proj", ("add_k_proj", "add_v_proj"))):
+            if f".attn.{first}.lora_A" in key:
+                for other in others:
+                    state[key.replace(f".{first}.", f".{other}.")] = state[key].clone()
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    FluxPipeline.save_lora_weights(lora_dir, transformer_lora_layers=state, weight_name="flux_diffusers.safetensors",
+                                   safe_serialization=True)
+    save_file({f"transformer.{k}": v for k, v in state.items()}, str(lora_dir / "flux_aitoolkit.safetensors"))
+    kohya, xlabs = {}, {}
+    blocks = sorted({int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")})
+    for i in blocks:
+        base = f"transformer_blocks.{i}.attn."
+        for kname, xname, names in (("img_attn_qkv", "qkv_lora1", ["to_q", "to_k", "to_v"]),
+                                    ("txt_attn_qkv", "qkv_lora2", ["add_q_proj", "add_k_proj", "add_v_proj"]),
+                                    ("img_attn_proj", "proj_lora1", ["to_out.0"]),
+                                    ("txt_attn_proj", "proj_lora2", ["to_add_out"])):
+            down = state[f"{base}{names[0]}.lora_A.weight"]
+            up = torch.cat([state[f"{base}{n}.lora_B.weight"] for n in names])
+            kohya[f"lora_unet_double_blocks_{i}_{kname}.lora_down.weight"] = down
+            kohya[f"lora_unet_double_blocks_{i}_{kname}.lora_up.weight"] = up
+            kohya[f"lora_unet_double_blocks_{i}_{kname}.alpha"] = torch.tensor(2.0)
+            xlabs[f"double_blocks.{i}.processor.{xname}.down.weight"] = down
+            xlabs[f"double_blocks.{i}.processor.{xname}.up.weight"] = up
+    for key in [k for k in state if k.startswith("single_transformer_blocks.") and "lora_A" in k]:
+        i = int(key.split(".")[1])
+        down, up = state[key], state[key.replace("lora_A", "lora_B")]
+        kohya[f"lora_unet_single_blocks_{i}_linear2.lora_down.weight"] = down
+        kohya[f"lora_unet_single_blocks_{i}_linear2.lora_up.weight"] = up
+        kohya[f"lora_unet_single_blocks_{i}_linear2.alpha"] = torch.tensor(2.0)
+        xlabs[f"single_blocks.{i}.processor.proj_lora.down.weight"] = down
+        xlabs[f"single_blocks.{i}.processor.proj_lora.up.weight"] = up
+    save_file({k: v.contiguous() for k, v in kohya.items()}, str(lora_dir / "flux_kohya.safetensors"))
+    save_file({k: v.contiguous() for k, v in xlabs.items()}, str(lora_dir / "flux_xlabs.safetensors"))
+    second = _peft_lora("FluxTransformer2DModel", folder, 22, ["to_q", "to_v"])
+    FluxPipeline.save_lora_weights(lora_dir, transformer_lora_layers=second, weight_name="flux_detail.safetensors",
+                                   safe_serialization=True)
+
+
+def to_bfl(transformer_file: Path, target: Path) -> None:
+    """A diffusers FLUX.1 transformer file rewritten in BFL's original names (what
+    black-forest-labs ships as flux1-dev.safetensors), fused qkv and all."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    sd = load_file(str(transformer_file))
+    out: dict = {}
+
+    def move(new: str, old: str) -> None:
+        for suffix in ("weight", "bias"):
+            if f"{old}.{suffix}" in sd:
+                out[f"{new}.{suffix}"] = sd.pop(f"{old}.{suffix}")
+
+    def cat(new: str, olds: list[str]) -> None:
+        for suffix in ("weight", "bias"):
+            if f"{olds[0]}.{suffix}" in sd:
+                out[f"{new}.{suffix}"] = torch.cat([sd.pop(f"{o}.{suffix}") for o in olds])
+
+    def swap_halves(value):  # diffusers' AdaLayerNormContinuous keeps (scale, shift); BFL (shift, scale)
+        shift, scale = value.chunk(2, dim=0)
+        return torch.cat([scale, shift], dim=0)
+
+    for a, b in (("time_in.in_layer", "time_text_embed.timestep_embedder.linear_1"),
+                 ("time_in.out_layer", "time_text_embed.timestep_embedder.linear_2"),
+                 ("vector_in.in_layer", "time_text_embed.text_embedder.linear_1"),
+                 ("vector_in.out_layer", "time_text_embed.text_embedder.linear_2"),
+                 ("guidance_in.in_layer", "time_text_embed.guidance_embedder.linear_1"),
+                 ("guidance_in.out_layer", "time_text_embed.guidance_embedder.linear_2"),
+                 ("txt_in", "context_embedder"), ("img_in", "x_embedder"), ("final_layer.linear", "proj_out")):
+        move(a, b)
+    for suffix in ("weight", "bias"):
+        out[f"final_layer.adaLN_modulation.1.{suffix}"] = swap_halves(sd.pop(f"norm_out.linear.{suffix}"))
+    doubles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("transformer_blocks.")})
+    for i in doubles:
+        d, b = f"transformer_blocks.{i}.", f"double_blocks.{i}."
+        move(b + "img_mod.lin", d + "norm1.linear")
+        move(b + "txt_mod.lin", d + "norm1_context.linear")
+        cat(b + "img_attn.qkv", [d + "attn.to_q", d + "attn.to_k", d + "attn.to_v"])
+        cat(b + "txt_attn.qkv", [d + "attn.add_q_proj", d + "attn.add_k_proj", d + "attn.add_v_proj"])
+        out[b + "img_attn.norm.query_norm.scale"] = sd.pop(d + "attn.norm_q.weight")
+        out[b + "img_attn.norm.key_norm.scale"] = sd.pop(d + "attn.norm_k.weight")
+        out[b + "txt_attn.norm.query_norm.scale"] = sd.pop(d + "attn.norm_added_q.weight")
+        out[b + "txt_attn.norm.key_norm.scale"] = sd.pop(d + "attn.norm_added_k.weight")
+        move(b + "img_attn.proj", d + "attn.to_out.0")
+        move(b + "txt_attn.proj", d + "attn.to_add_out")
+        move(b + "img_mlp.0", d + "ff.net.0.proj")
+        move(b + "img_mlp.2", d + "ff.net.2")
+        move(b + "txt_mlp.0", d + "ff_context.net.0.proj")
+        move(b + "txt_mlp.2", d + "ff_context.net.2")
+    singles = sorted({int(k.split(".")[1]) for k in sd if k.startswith("single_transformer_blocks.")})
+    for i in singles:
+        s_, b = f"single_transformer_blocks.{i}.", f"single_blocks.{i}."
+        move(b + "modulation.lin", s_ + "norm.linear")
+        cat(b + "linear1", [s_ + "attn.to_q", s_ + "attn.to_k", s_ + "attn.to_v", s_ + "proj_mlp"])
+        out[b + "norm.query_norm.scale"] = sd.pop(s_ + "attn.norm_q.weight")
+        out[b + "norm.key_norm.scale"] = sd.pop(s_ + "attn.norm_k.weight")
+        move(b + "linear2", s_ + "proj_out")
+    if sd:
+        raise KeyError(f"no BFL name for {sorted(sd)}")
+    save_file({k: v.contiguous() for k, v in out.items()}, str(target))
 
 
 def _cache_key() -> str:
@@ -217,7 +376,7 @@ def build_flow_models(root: Path | None = None) -> FlowModels:
     root = root or Path(tempfile.gettempdir()) / f"imagegen-flow-fixtures-{_cache_key()}"
     ckpt = root / "models" / "Stable-diffusion"
     models = FlowModels(root, root / "models", ckpt / "tiny_flux_dev", ckpt / "tiny_flux_schnell",
-                        ckpt / "tiny_kontext", ckpt / "tiny_klein", ckpt / "tiny_sd3")
+                        ckpt / "tiny_kontext", ckpt / "tiny_klein", ckpt / "tiny_klein_base", ckpt / "tiny_sd3")
     if (root / ".complete").is_file():
         return models
     partial = Path(tempfile.mkdtemp(prefix="imagegen-flow-build-"))
@@ -226,8 +385,17 @@ def build_flow_models(root: Path | None = None) -> FlowModels:
     build_flux(pckpt / "tiny_flux_schnell", guidance=False)
     build_flux(pckpt / "tiny_kontext", guidance=True, kontext=True)
     build_klein(pckpt / "tiny_klein")
+    shutil.copytree(pckpt / "tiny_klein", pckpt / "tiny_klein_base")
+    index = pckpt / "tiny_klein_base" / "model_index.json"
+    index.write_text(json.dumps({**json.loads(index.read_text()), "is_distilled": False}, indent=2))
     build_sd3(pckpt / "tiny_sd3")
-    (partial / "models" / "Lora").mkdir(parents=True)
+    loras = partial / "models" / "Lora"
+    build_flux_loras(pckpt / "tiny_flux_dev", loras)
+    build_lora("Flux2Transformer2DModel", pckpt / "tiny_klein", loras / "klein_style.safetensors", "Flux2KleinPipeline")
+    build_lora("SD3Transformer2DModel", pckpt / "tiny_sd3", loras / "sd3_style.safetensors", "StableDiffusion3Pipeline")
+    transformer = next((pckpt / "tiny_flux_dev" / "transformer").glob("*.safetensors"))
+    shutil.copy(transformer, pckpt / "tiny_dev_single.safetensors")
+    to_bfl(transformer, pckpt / "tiny_dev_bfl.safetensors")
     (partial / ".complete").write_text(json.dumps({"key": _cache_key()}))
     try:
         partial.rename(root)

@@ -90,6 +90,7 @@ def test_family_is_read_from_the_weights_never_the_file_name(flow, tmp_path):
     assert checkpoint_family(flow.flux_dev) == "flux-dev"
     assert checkpoint_family(flow.flux_schnell) == "flux-schnell"
     assert checkpoint_family(flow.kontext) == "flux-kontext"
+    assert checkpoint_family(flow.dev_single_bfl) == "flux-dev"  # BFL's original names
     schnell = next((flow.flux_schnell / "transformer").glob("*.safetensors"))
     misleading = tmp_path / "flux1-dev-fp8.safetensors"  # a schnell transformer under a dev name
     shutil.copy(schnell, misleading)
@@ -237,12 +238,9 @@ def test_edit_without_a_size_takes_the_init_image_size_in_multiples_of_16(provid
 # -- single-file transformers ---------------------------------------------------------------
 
 
-def test_single_file_transformer_with_base_folder_equals_the_folder(provider, flow, tmp_path):
-    single = flow.models_dir / "Stable-diffusion" / "my_dev_finetune.safetensors"
-    if not single.exists():
-        shutil.copy(next((flow.flux_dev / "transformer").glob("*.safetensors")), single)
+def test_single_file_transformer_with_base_folder_equals_the_folder(provider, flow):
     folder = provider.run(request(), provider.card_for("tiny_flux_dev"))
-    card = provider.card_for("my_dev_finetune")
+    card = provider.card_for(str(flow.dev_single))
     assert card.family == "flux-dev"
     result = provider.run(request(provider_options={"local": {"base": str(flow.flux_dev)}}), card)
     assert np.array_equal(pixels(result.images[0]), pixels(folder.images[0]))
