@@ -346,3 +346,15 @@ def test_an_old_votes_table_gains_the_both_bad_column(home):
     arena.record_vote("p", "x", "y", "both_bad")
     votes = arena.votes()
     assert [(v.winner, v.both_bad) for v in votes] == [("a", False), ("tie", True)]
+
+
+def test_imagegen_serve_mounts_the_page_at_arena(home):
+    server = pytest.importorskip("imagegen.server")
+    pytest.importorskip("fastapi")
+    client = TestClient(server.create_app(StubGen(home)), base_url="http://127.0.0.1")
+    page = client.get("/arena/")
+    assert page.status_code == 200 and 'action="/arena/compare"' in page.text
+    location = compare(_Prefixed(client), csrf_of(page.text))
+    assert location.startswith("/arena/c/") and wait_finished(client, location)["votable"]
+    # the page has no API key of its own: even inside a server bound elsewhere it answers loopback only
+    assert client.get("/arena/", headers={"host": "box.lan"}).status_code == 421
