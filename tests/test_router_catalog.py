@@ -139,6 +139,16 @@ def test_the_readme_router_example_routes(gen):
     assert any("over max_cost_per_image" in e.reason for e in decision.excluded)
 
 
+def test_the_readme_router_section_example_routes(gen):
+    request = GenerateRequest(prompt="a fox in the snow", width=1024, height=1024)
+    policy = RoutePolicy(strategy="balanced", max_cost_per_image=0.05, min_elo=1000)
+    decision = gen.route(request, policy=policy)
+    assert len(decision.candidates) >= 3
+    for candidate in decision.candidates:
+        assert candidate.cost_usd <= 0.05 + 1e-9 and candidate.elo >= 1000
+    assert "chose " in decision.explain()
+
+
 def test_elo_is_ranked_only_on_the_stated_scale():
     catalog = load_catalog()
     scale = catalog.elo_snapshot
