@@ -11,9 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from imagegen.providers.local import LocalProvider  # noqa: E402
+
 from imagegen.errors import ModelLoadError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
-from imagegen.providers.local import LocalProvider  # noqa: E402
 from imagegen.request import GenerateRequest, LoraRef  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
 from tests.local_flow_fixtures import build_flow_models, raw  # noqa: E402

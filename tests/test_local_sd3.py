@@ -10,11 +10,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from PIL import Image  # noqa: E402
-
 from imagegen.providers.local import LocalProvider  # noqa: E402
 from imagegen.providers.local._families import checkpoint_family  # noqa: E402
-from imagegen.request import GenerateRequest, LoraRef  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from imagegen.request import GenerateRequest  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
 from tests.local_flow_fixtures import build_flow_models, raw  # noqa: E402
 
