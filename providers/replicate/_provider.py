@@ -264,7 +264,7 @@ class _Run:
         except (OSError, SyntaxError) as exc:
             raise ProviderError(f"output does not decode as {plan.output_ext}: {exc}",
                                 provider="replicate") from None
-        fmt = plan.convert_to or REPLICATE_TO_FORMAT[plan.output_ext]
+        fmt = plan.convert_to or REPLICATE_TO_FORMAT[plan.output_ext or found or "png"]
         return GeneratedImage(data=converted.data if converted else data, format=fmt,
                               width=size[0], height=size[1], seed=seed,
                               infotext=self._infotext(seed),

@@ -62,16 +62,17 @@ class Input:
                  "array": (list, tuple)}
         if isinstance(value, bool) and self.type != "boolean" or not isinstance(value, kinds[self.type]):
             return f"must be a {self.type}, got {value!r}"
-        if self.type == "array":
+        if isinstance(value, (list, tuple)):
             if self.max_items is not None and len(value) > self.max_items:
                 return f"takes at most {self.max_items} items; got {len(value)}"
             return None
         if self.enum is not None and value not in self.enum:
             return f"must be one of {', '.join(map(str, self.enum))}; got {value!r}"
-        if self.minimum is not None and value < self.minimum:
-            return f"must be at least {self.minimum:g}; got {value}"
-        if self.maximum is not None and value > self.maximum:
-            return f"must be at most {self.maximum:g}; got {value}"
+        if isinstance(value, (int, float)):  # strings and booleans have no range
+            if self.minimum is not None and value < self.minimum:
+                return f"must be at least {self.minimum:g}; got {value}"
+            if self.maximum is not None and value > self.maximum:
+                return f"must be at most {self.maximum:g}; got {value}"
         return None
 
 
@@ -214,7 +215,7 @@ _PRO = {
     "output_quality": I(0, 100, 80),
 }
 _COG_MP = {"1": 1.0, "0.25": 0.25}
-_COG = dict(size_rule="cog-flux", megapixel_field="megapixels", megapixel_values=_COG_MP,
+_COG: dict[str, Any] = dict(size_rule="cog-flux", megapixel_field="megapixels", megapixel_values=_COG_MP,
             count_field="num_outputs")
 _KONTEXT_RATIOS = (MATCH, "1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "4:5", "5:4",
                    "21:9", "9:21", "2:1", "1:2")
@@ -249,7 +250,7 @@ def _flux2(max_images: int, **extra: Input) -> dict[str, Input]:
     }
 
 
-_F2 = dict(size_rule="ratio", custom_multiple=16, edit_field="input_images",
+_F2: dict[str, Any] = dict(size_rule="ratio", custom_multiple=16, edit_field="input_images",
            reference_field="input_images", megapixel_field="resolution", megapixel_values=_F2_MP)
 _KLEIN_MP = {"0.25": 0.25, "0.5": 0.5, "1": 1.0, "2": 2.0, "4": 4.0}
 _KLEIN = {
@@ -277,7 +278,7 @@ _IMAGEN = {
     "output_format": S("jpg", _JPG_PNG),
 }
 _SEEDREAM_RATIOS = (MATCH, "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9")
-_SEEDREAM = dict(edit_field="image_input", reference_field="image_input", megapixel_field="size")
+_SEEDREAM: dict[str, Any] = dict(edit_field="image_input", reference_field="image_input", megapixel_field="size")
 _IDEOGRAM = {
     "prompt": S(required=True),
     "aspect_ratio": S("1:1", ("1:3", "3:1", "1:2", "2:1", "9:16", "16:9", "10:16", "16:10", "2:3",

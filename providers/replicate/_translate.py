@@ -19,7 +19,6 @@ from imagegen.prompt.translate import to_flux, unsupported_midjourney_options
 from imagegen.request import GenerateRequest, parse_aspect_ratio
 
 from ._schemas import (
-    FORMAT_TO_REPLICATE,
     MATCH,
     ModelSchema,
     Target,
@@ -306,7 +305,7 @@ def _map_size(request: GenerateRequest, schema: ModelSchema, out: dict, warnings
         if (w, h) != (width, height):
             limits = schema.inputs["width"]
             warnings.append(f"size {width}x{height} unavailable: {w}x{h} (multiples of "
-                            f"{schema.custom_multiple}, {int(limits.minimum)}..{int(limits.maximum)} px)")
+                            f"{schema.custom_multiple}, {int(limits.minimum or 0)}..{int(limits.maximum or 0)} px)")
         return w, h
     chosen = nearest_ratio(width, height, schema.ratios)
     out["aspect_ratio"] = chosen
@@ -357,7 +356,7 @@ def _map_steps(request: GenerateRequest, schema: ModelSchema, out: dict) -> int 
     if request.steps is None:
         return spec.default
     # check_capabilities already warns about the clamp (the card carries the same range).
-    steps = int(min(max(request.steps, spec.minimum), spec.maximum))
+    steps = int(_clamp(request.steps, spec.minimum, spec.maximum))
     out[schema.steps_field] = steps
     return steps
 
@@ -369,10 +368,10 @@ def _map_guidance(request: GenerateRequest, schema: ModelSchema, out: dict,
     spec = schema.inputs[schema.guidance_field]
     if request.cfg_scale is None:
         return spec.default
-    guidance = min(max(request.cfg_scale, spec.minimum), spec.maximum)
+    guidance = _clamp(request.cfg_scale, spec.minimum, spec.maximum)
     if guidance != request.cfg_scale:
         warnings.append(f"cfg_scale {request.cfg_scale:g} clamped to {schema.guidance_field} "
-                        f"{guidance:g} (model range {spec.minimum:g}..{spec.maximum:g})")
+                        f"{guidance:g} (model range {spec.minimum or 0:g}..{spec.maximum or 0:g})")
     out[schema.guidance_field] = guidance
     return guidance
 
@@ -385,13 +384,22 @@ def _map_format(request: GenerateRequest, schema: ModelSchema, card: ModelCard,
     name = schema.format_name(request.output_format)
     if name is not None:
         out["output_format"] = name
-        return FORMAT_TO_REPLICATE.get(name, name), None
+        return _extension(name), None
     # check_capabilities warns ("converted from" the card's first format); converted after download.
     allowed = schema.inputs["output_format"].enum or ()
     first = schema.format_name(card.capabilities.output_formats[0])
-    fallback = first if first in allowed else allowed[0]
+    fallback = str(first if first in allowed else allowed[0])
     out["output_format"] = fallback
-    return FORMAT_TO_REPLICATE.get(fallback, "jpg" if fallback == "jpeg" else fallback), request.output_format
+    return _extension(fallback), request.output_format
+
+
+def _extension(name: str) -> str:
+    """The file extension of a model's format name (``jpeg`` and ``jpg`` are both ``jpg``)."""
+    return "jpg" if name in ("jpg", "jpeg") else name
+
+
+def _clamp(value: float, lo: float | None, hi: float | None) -> float:
+    return min(max(value, lo if lo is not None else value), hi if hi is not None else value)
 
 
 def _map_loras(request: GenerateRequest, schema: ModelSchema, out: dict, missing: list[str],
