@@ -178,7 +178,7 @@ def _emit_json(value: Any) -> None:
 
 @app.command()
 def generate(
-    prompt: str = typer.Argument(..., help="Prompt; Midjourney-style parameters (--ar 16:9 --no text) allowed."),
+    prompt: Optional[str] = typer.Argument(None, help="Prompt; Midjourney-style parameters (--ar 16:9 --no text) allowed."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="provider:model, e.g. local:demo"),
     strategy: Optional[str] = typer.Option(None, help="cost | quality | speed | balanced"),
     negative: Optional[str] = typer.Option(None, "--negative", "-n", help="Negative prompt."),
@@ -207,6 +207,9 @@ def generate(
     elo_source: Optional[str] = _ELO_SOURCE,
     out: Path = typer.Option(Path("."), "-o", "--out", help="Output directory."),
     record: bool = typer.Option(False, "--record", help="Also keep the images in the arena gallery."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="A file of prompts, one a line (# comments), "
+                                         "run together over every provider the router picks."),
+    concurrency: int = typer.Option(4, "--concurrency", min=1, help="With --batch: requests at once."),
 ) -> None:
     """Generate images and save them with their A1111 parameters.
 
@@ -233,9 +236,16 @@ def generate(
             overrides["init_image"] = init_image
             if denoise is not None:
                 overrides["denoising_strength"] = denoise
-        requests = GenerateRequest.expand_midjourney(prompt, **overrides)
+        if (prompt is None) == (batch is None):
+            raise ConfigError("give a PROMPT or --batch FILE (one prompt a line), not both" if prompt
+                              else "give a PROMPT, or --batch FILE with one prompt a line")
+        lines = _batch_prompts(batch) if batch is not None else [prompt]
+        requests = [r for line in lines for r in GenerateRequest.expand_midjourney(line, **overrides)]
         _checked_out_dir(out)
         with make_client(strategy, budget, **constraints) as gen:
+            if batch is not None:
+                _generate_batch(gen, requests, concurrency, out, record)
+                return
             for index, request in enumerate(requests):
                 if len(requests) > 1:
                     console.print(f"[bold]job {index + 1}/{len(requests)}[/bold]: {_safe(request.prompt)}",
@@ -248,6 +258,43 @@ def generate(
                     record_result(request, result, home=gen.settings.home)
 
     run_guarded(job)
+
+
+def _batch_prompts(path: Path) -> list[str]:
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    prompts = [line for line in lines if line and not line.startswith("#")]
+    if not prompts:
+        raise ConfigError(f"--batch {path}: no prompts in it (one a line; # starts a comment)")
+    return prompts
+
+
+def _generate_batch(gen: ImageGen, requests: list[GenerateRequest], concurrency: int, out: Path,
+                    record: bool) -> None:
+    """Every request through `gen.map`, a bar counting finished requests; failures are listed
+    and make the exit code 1, the others are saved."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    failed = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task("generating", total=len(requests))
+        for item in gen.map(requests, concurrency=concurrency, return_exceptions=True,
+                            progress=lambda event: bar.update(task, completed=event.step)):
+            index = item.index if isinstance(item, BaseException) else item.raw["index"]
+            label = f"[bold]{index + 1}/{len(requests)}[/bold] {_safe(requests[index].prompt)}"
+            if isinstance(item, BaseException):
+                failed += 1
+                err.print(f"{label}: [red]error:[/red] {_safe(describe_error(item))}", highlight=False)
+                continue
+            console.print(label, highlight=False)
+            _print_result(item, item.save(out))
+            if record:
+                from .arena import record_result
+
+                record_result(requests[index], item, home=gen.settings.home)
+    if failed:
+        err.print(f"{failed} of {len(requests)} requests failed", highlight=False)
+        raise typer.Exit(1)
 
 
 def _hires_fix(scale: float, denoise: float | None) -> HiresFix:
