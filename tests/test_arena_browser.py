@@ -181,6 +181,11 @@ def test_the_image_is_in_the_gallery_with_its_infotext(site, page, tmp_path):
     start_comparison(page, url, "a yellow sun over a hill --seed 23")
     both_images(page)
     page.goto(url + "/gallery")
+    assert page.locator("article.blind").count() == 2  # names wait for the vote
+    page.go_back()
+    page.keyboard.press("3")
+    page.wait_for_selector("#voted")
+    page.goto(url + "/gallery")
     item = page.locator("article.item").filter(has=page.locator(".model", has_text="local:demo")).filter(
         has_text="a yellow sun over a hill").first
     item.locator("summary", has_text="infotext").click()

@@ -67,7 +67,7 @@ def test_the_compare_page_has_a_token_a_session_cookie_and_the_budget(home):
     page = client.get("/")
     assert page.status_code == 200
     assert 'name="prompt"' in page.text and "stub:red" in page.text
-    assert "spent $0.0000 of $0.50" in page.text
+    assert "spent $0.00 of $0.50" in page.text
     assert 'elo_source="shipped"' in page.text
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
     assert page.headers["x-content-type-options"] == "nosniff"
@@ -90,9 +90,11 @@ def test_a_comparison_is_blind_on_one_seed_until_the_vote(setup, home):
     images = [client.get(s["image_url"]) for s in status["slots"]]
     assert all(i.status_code == 200 and i.headers["content-type"] == "image/png" for i in images)
     assert images[0].content != images[1].content
+    assert all(b"stub:" not in i.content for i in images)  # the infotext would name the model
 
     vote = client.post(location + "/vote", data={"csrf": token, "verdict": "left"}, follow_redirects=False)
     assert vote.status_code == 303
+    assert b"Model: stub:red" in client.get(status["slots"][0]["image_url"]).content  # the stored file, infotext and all
     after = client.get(location + "/status").json()
     assert after["revealed"] and after["voted"] == "left"
     assert [s["model"] for s in after["slots"]] == ["stub:red", "stub:blue"]
@@ -234,12 +236,12 @@ def test_auto_picks_the_least_sure_pair_within_the_session_budget(home):
     location = compare(client, token)
     wait_finished(client, location)
     assert {r.model for r in gen.calls} == {"stub:red", "stub:blue"}
-    assert "spent $0.0100 of $0.05" in client.get("/").text
+    assert "spent $0.01 of $0.05" in client.get("/").text
     pricey = client.post("/compare", data={"csrf": token, "prompt": "a cat", "left": "stub:gold", "right": "stub:red"})
     assert pricey.status_code == 402 and "budget" in pricey.text
     # a new browser session has its own budget
     fresh = client_for(gen, session_budget_usd=0.05)
-    assert "spent $0.0000 of $0.05" in fresh.get("/").text
+    assert "spent $0.00 of $0.05" in fresh.get("/").text
 
 
 def test_auto_prefers_models_with_fewer_votes(home):
@@ -264,7 +266,7 @@ def test_a_failing_model_is_shown_and_cannot_be_voted_on(home):
     status = wait_finished(client, location)
     assert not status["votable"]
     assert "broke on purpose" in client.get(location).text
-    assert "spent $0.0000" in client.get("/").text  # the failed side's estimate is given back
+    assert "spent $0.00 " in client.get("/").text  # the failed side's estimate is given back
 
 
 def test_ratings_page_shows_intervals_matrix_shipped_elo_and_too_few_votes(home):
@@ -295,6 +297,11 @@ def test_gallery_lists_images_with_infotext_and_reruns_on_another_model(setup, h
     gen, client, token = setup
     location = compare(client, token, "a blue hill --seed 5", left="stub:red", right="stub:blue")
     wait_finished(client, location)
+    blind = client.get("/gallery").text
+    assert blind.count("vote on its comparison") == 2 and "stub:red" not in blind.split('id="gallery"')[1]
+    unvoted = Arena.at_home(home).gallery()[0]
+    assert client.post(f"/gallery/{unvoted.id}/rerun", data={"csrf": token, "model": "stub:gold"}).status_code == 409
+    client.post(location + "/vote", data={"csrf": token, "verdict": "tie"})
     page = client.get("/gallery").text
     assert page.count('class="item"') == 2
     assert "Seed: 5, Model: stub:red" in page and "seed 5" in page

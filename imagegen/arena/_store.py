@@ -346,6 +346,23 @@ class Arena:
                        (vote.id, comparison_id))
         return vote
 
+    def in_blind_comparison(self, image_id: str) -> bool:
+        """Whether the image belongs to a comparison not voted on yet (its metadata would name the model)."""
+        if not valid_id(image_id) or not self.path.exists():
+            return False
+        with self._db() as db:
+            row = db.execute("SELECT 1 FROM comparisons WHERE vote_id IS NULL AND (image_left = ? OR image_right = ?) "
+                             "LIMIT 1", (image_id, image_id)).fetchone()
+        return row is not None
+
+    def blind_images(self) -> dict[str, str]:
+        """Image id -> comparison id, for every image of a comparison not voted on yet."""
+        if not self.path.exists():
+            return {}
+        with self._db() as db:
+            rows = db.execute("SELECT id, image_left, image_right FROM comparisons WHERE vote_id IS NULL").fetchall()
+        return {image: cid for cid, *images in rows for image in images if image}
+
     def vote(self, vote_id: int) -> Vote | None:
         for vote in self.votes():
             if vote.id == vote_id:

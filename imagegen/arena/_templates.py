@@ -20,7 +20,8 @@ def h(value: Any) -> str:
 def money(value: float | None) -> str:
     if value is None:
         return "?"
-    return f"${value:.4f}" if value < 0.1 else f"${value:.2f}"
+    cents = round(value, 2)
+    return f"${value:.2f}" if abs(value - cents) < 5e-7 else f"${value:.4f}"  # sub-cent prices in full
 
 
 def layout(*, title: str, base: str, active: str, body: str, refresh: bool = False) -> str:
@@ -241,13 +242,20 @@ def win_matrix_table(models: list[str], matrix: dict[tuple[str, str], tuple[floa
 
 
 def gallery_page(*, base: str, csrf: str, images: list[Any], models: Sequence[str], page: int, pages: int,
-                 total: int) -> str:
+                 total: int, blind: dict[str, str] | None = None) -> str:
     if not images:
         items = '<p class="notice" id="empty-gallery">No images yet. Generate some on the Compare page, or with ' \
                 '<code>imagegen generate --record</code>.</p>'
     else:
         cards = []
         for image in images:
+            if blind and image.id in blind:  # its comparison is still open: no name, cost or infotext yet
+                cards.append(f"""<article class="item blind" id="img-{h(image.id)}" data-image-id="{h(image.id)}">
+<a href="{h(base)}/c/{h(blind[image.id])}"><img src="{h(base)}/image/{h(image.id)}" alt="{h(image.prompt)}" loading="lazy"></a>
+<div class="meta"><p class="prompt">{h(image.prompt)}</p>
+<p class="hidden-name">model hidden until you <a href="{h(base)}/c/{h(blind[image.id])}">vote on its comparison</a></p>
+</div></article>""")
+                continue
             request_json = json.dumps(image.request, indent=2, sort_keys=True)
             others = [m for m in models if m != image.model]
             rerun = (f'<form method="post" action="{h(base)}/gallery/{h(image.id)}/rerun" class="rerun">'

@@ -574,7 +574,7 @@ def _gallery(request: Request, state: ArenaState, session: str) -> Response:
     pages = max(1, math.ceil(total / per_page))
     images = state.arena.gallery(limit=per_page, offset=(min(page, pages) - 1) * per_page)
     body = t.gallery_page(base=_base(request), csrf=state.csrf_for(session), images=images, models=state.models(),
-                          page=min(page, pages), pages=pages, total=total)
+                          page=min(page, pages), pages=pages, total=total, blind=state.arena.blind_images())
     return HTMLResponse(body)
 
 
@@ -584,6 +584,8 @@ def _rerun(request: Request, state: ArenaState, session: str, fields: dict[str, 
     image = state.arena.image(request.path_params["image_id"])
     if image is None:
         raise _HTTPError(404, "no such image")
+    if image.id in state.arena.blind_images():
+        raise _HTTPError(409, "vote on this image's comparison first: a re-run would name its model")
     model = fields.get("model", "")
     if model not in state.models():
         raise _HTTPError(400, f"model: {model!r} is not one of the models offered here")
@@ -609,5 +611,19 @@ def _image(request: Request, state: ArenaState, session: str) -> Response:
     if found is None:
         raise _HTTPError(404, "no such image")
     data, fmt = found
+    if state.arena.in_blind_comparison(request.path_params["image_id"]):
+        # until the vote, the pixels only: the infotext inside the file names the model
+        return Response(_without_metadata(data), media_type="image/png", headers={"cache-control": "no-store"})
     return Response(data, media_type=_MEDIA.get(fmt.lower(), "application/octet-stream"),
                     headers={"cache-control": "private, max-age=31536000, immutable"})
+
+
+def _without_metadata(data: bytes) -> bytes:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        out = io.BytesIO()
+        image.convert("RGBA" if "A" in image.getbands() else "RGB").save(out, format="PNG")
+    return out.getvalue()
