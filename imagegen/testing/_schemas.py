@@ -1,7 +1,9 @@
 """Input schemas of the Replicate models the emulator knows, and Replicate-style validation.
 
 Schemas follow the research note on Replicate (§7.3, §7.5, §9: cog-flux predict.py, the model
-version pages and flux-fine-tuner train.py, read 2025-06..2025-07). Error types and messages
+version pages and flux-fine-tuner train.py, read 2025-06..2025-07) and, for the 2026 catalog
+(FLUX.1 Kontext/Krea/Fill, FLUX.2, Google, ByteDance, Ideogram, Recraft, Qwen, OpenAI, Stability,
+MiniMax, Luma), the research note on that catalog. Error types and messages
 follow the 422 bodies Replicate returns (gojsonschema wording: ``number_lte``, ``enum``, ...).
 """
 
@@ -673,9 +675,11 @@ def billing_metrics(spec: ModelSpec, images: int, size: tuple[int, int],
     An input whose size cannot be read counts as 1 MP."""
     if not spec.is_official:
         return {}
-    per_output = math.ceil(size[0] * size[1] / (1024 * 1024) - 1e-9)
-    inputs = sum(max(1, math.ceil(w * h / (1024 * 1024) - 1e-9)) if (w, h) else 1
-                 for w, h in ((s or (0, 0)) for s in input_sizes))
+    def megapixels(width: int, height: int) -> int:
+        return max(1, math.ceil(width * height / (1024 * 1024) - 1e-9))
+
+    per_output = megapixels(*size)
+    inputs = sum(megapixels(*known) if known else 1 for known in input_sizes)
     return {"image_output_count": images, "image_output_megapixel_count": per_output * images,
             "image_input_count": len(input_sizes), "image_input_megapixel_count": inputs}
 

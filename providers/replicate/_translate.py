@@ -477,6 +477,9 @@ def _apply_passthrough(request: GenerateRequest, schema: ModelSchema, card: Mode
                 warnings.append(f"{where}={value}: up to {value} images per prediction; only the "
                                 "first image of each has a reproducible seed")
             continue
+        if key == "sequential_image_generation" and value == "auto":
+            warnings.append(f"{where}='auto': the model may make several images per prediction and "
+                            "bills each; only the images the request asks for are kept")
         if key in out and out[key] != value:
             warnings.append(f"{where}={value!r} overrides the translated {key}={out[key]!r}")
         out[key] = value
