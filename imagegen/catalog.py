@@ -295,11 +295,30 @@ def local_elo_prior(family: str, catalog: CatalogData | None = None) -> Elo:
 
 
 def elo_for(card: ModelCard, catalog: CatalogData | None = None) -> Elo:
-    """The card's own Elo, else its family prior when it runs locally."""
-    if card.elo.value is not None or card.provider != "local":
+    """The card's own Elo, else that of a catalog card running the same weights (a local FLUX.1
+    [dev] and Replicate's have one quality), else its family prior when it runs locally."""
+    if card.elo.value is not None:
+        return card.elo
+    if card.weights:
+        twin = same_weights_elo(card, catalog)
+        if twin is not None:
+            return twin
+    if card.provider != "local":
         return card.elo
     prior = local_elo_prior(card.family, catalog)
     return prior if prior.value is not None else card.elo
+
+
+SHARED_ELO = "same weights"  # how a shared Elo's source starts
+
+
+def same_weights_elo(card: ModelCard, catalog: CatalogData | None = None) -> Elo | None:
+    """The rated Elo of another catalog card with ``card``'s weights, its source saying so."""
+    for other in (catalog or _shipped()).cards:
+        if other.weights == card.weights and other.id != card.id and other.elo.value is not None:
+            return other.elo.model_copy(update={"source": f"{SHARED_ELO} ({card.weights}) as {other.id}: "
+                                                          f"{other.elo.source}"})
+    return None
 
 
 # -- what a request's images ask of a card (shared by every provider's check) -------------------

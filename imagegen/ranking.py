@@ -1,8 +1,8 @@
 """Ordering capable cards by a routing strategy.
 
 Every order is total and deterministic: the built-in demo card comes last, cards cooling down
-come after healthy ones, then the strategy's key, then the cheaper, faster, better-rated card,
-and finally the card id.
+come after healthy ones, then the strategy's key, then the policy's `prefer` (local or cloud),
+then the cheaper, faster, better-rated card, and finally the card id.
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ class Candidate:
     prepared: Annotated[Any, Field(exclude=True)] = field(default=None, repr=False, compare=False)
 
 
-def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], count: int) -> list[Candidate]:
-    """``candidates`` sorted best first, each given its ``score`` under ``strategy``."""
+def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], count: int,
+         prefer: str | None = None) -> list[Candidate]:
+    """``candidates`` sorted best first, each given its ``score`` under ``strategy``.
+
+    ``prefer`` ("local" or "cloud") breaks ties on the strategy's own measure, e.g. a local card
+    and the cloud card of the same weights, which share one Elo, under "quality"."""
     scores = balanced_utilities(candidates, weights, count) if strategy == "balanced" else None
     keyed = []
     for i, c in enumerate(candidates):
@@ -47,15 +51,16 @@ def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], 
         unrated = elo is None
         elo_key = 0.0 if unrated else -elo
         first = (card.kind == "builtin", c.cooling)  # the demo card last, cooling cards after healthy
+        pref = prefer is not None and (card.provider == "local") != (prefer == "local")
         if strategy == "cost":
-            c.score, key = 0.0 - per_image, (*first, per_image, latency, unrated, elo_key, card.id)
+            c.score, key = 0.0 - per_image, (*first, per_image, pref, latency, unrated, elo_key, card.id)
         elif strategy == "quality":
-            c.score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, per_image, latency, card.id)
+            c.score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, pref, per_image, latency, card.id)
         elif strategy == "speed":
-            c.score, key = 0.0 - latency, (*first, latency, per_image, unrated, elo_key, card.id)
+            c.score, key = 0.0 - latency, (*first, latency, pref, per_image, unrated, elo_key, card.id)
         else:
             c.score = scores[i]
-            key = (*first, -c.score, per_image, latency, unrated, elo_key, card.id)
+            key = (*first, -c.score, pref, per_image, latency, unrated, elo_key, card.id)
         keyed.append((key, c))
     keyed.sort(key=lambda pair: pair[0])
     return [c for _, c in keyed]

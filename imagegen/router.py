@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .catalog import CatalogData, ModelCard, elo_for, load_user_catalog
+from .catalog import SHARED_ELO, CatalogData, ModelCard, elo_for, load_user_catalog
 from .errors import NoRouteError
 from .health import Health, provider_key
 from .ranking import Candidate, rank
@@ -57,6 +57,7 @@ class RoutePolicy(BaseModel):
     providers: list[str] | None = None  # allow-list of provider names
     exclude: list[str] = Field(default_factory=list)  # provider names or card ids
     local_only: bool = False
+    prefer: Literal["local", "cloud"] | None = None  # the tie-break between equally good cards
     require_negative_prompt: bool = False  # a card that would drop the negative prompt is excluded
     unknown_elo: Literal["last", "exclude"] | float = "last"
     elo_source: Literal["shipped", "user", "blend"] = "shipped"
@@ -181,11 +182,13 @@ class Router:
             elo = elo_for(card, catalog)
             if elo.value is None:
                 return None, ""
-            return elo.value, _dated("shipped" if elo is card.elo else f"{card.family} prior", elo.date)
+            label = "shipped" if elo is card.elo else (
+                elo.source.split(":")[0] if elo.source.startswith(SHARED_ELO) else f"{card.family} prior")
+            return elo.value, _dated(label, elo.date)
 
         if policy.elo_source == "shipped":
             return shipped
-        user = self.user_ratings
+        user = _share_by_weights(self.user_ratings, cards)
         if policy.elo_source == "user":
             return lambda card: ((user[card.id][0], f"your votes, {user[card.id][1]} games")
                                  if card.id in user else (None, ""))
@@ -293,7 +296,7 @@ class Router:
         if not candidates:
             raise NoRouteError("no model can serve this request",
                                [(e.card.id, e.reason) for e in excluded])
-        ranked = rank(candidates, policy.strategy, policy.weights, count)
+        ranked = rank(candidates, policy.strategy, policy.weights, count, policy.prefer)
         notices = _notices(ranked, policy)
         return RouteDecision.model_construct(chosen=ranked[0].card, candidates=ranked,
                                              excluded=excluded, strategy=policy.strategy,
@@ -335,7 +338,42 @@ def _notices(candidates: list[Candidate], policy: RoutePolicy) -> list[str]:
                        f"(unknown_elo={policy.unknown_elo!r})")
     if policy.elo_source != "shipped":
         notices.append(f"Elo from {policy.elo_source!r} ratings")
+    notices += _same_weights_notices(candidates, policy)
     return notices
+
+
+def _same_weights_notices(candidates: list[Candidate], policy: RoutePolicy) -> list[str]:
+    """One line per model offered in more than one place (local and cloud cards of one set of
+    weights): one quality, so the choice between them is cost and latency (and `prefer`)."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        if c.card.weights:
+            groups.setdefault(c.card.weights, []).append(c)
+    notices = []
+    for weights, group in groups.items():
+        if len({c.card.provider for c in group}) < 2:
+            continue
+        places = ", ".join(f"{c.card.id} (${c.cost_usd:.4f}, ~{c.latency_s:.1f}s)" for c in group)
+        tie = f"; ties go {policy.prefer}" if policy.prefer else ""
+        notices.append(f"same weights ({weights}) in {len(group)} places: {places}; one Elo, so the choice "
+                       f"between them is cost and latency{tie}")
+    return notices
+
+
+def _share_by_weights(user: UserRatings, cards: list[ModelCard]) -> UserRatings:
+    """Your ratings with a card of the same weights as a rated one sharing its rating (the
+    best-supported one when several are rated)."""
+    groups: dict[str, list[str]] = {}
+    for card in cards:
+        if card.weights:
+            groups.setdefault(card.weights, []).append(card.id)
+    shared = {}
+    for ids in groups.values():
+        rated = [user[i] for i in ids if i in user]
+        if rated and len(rated) < len(ids):
+            best = max(rated, key=lambda r: r[1])
+            shared.update({i: best for i in ids if i not in user})
+    return {**user, **shared} if shared else user
 
 
 def _dated(label: str, date: str) -> str:
