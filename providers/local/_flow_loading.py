@@ -128,8 +128,18 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+_SIZES: dict[tuple, int] = {}  # (path, mtime, base) -> bytes: folders are walked once, not per request
+
+
 def weights_bytes(path: Path, base: Path | None = None) -> int:
     """Bytes of weights a load reads: the folder's files, or the single file plus the base's non-transformer parts."""
+    key = (str(path), path.stat().st_mtime_ns, str(base))
+    if key not in _SIZES:
+        _SIZES[key] = _weights_bytes(path, base)
+    return _SIZES[key]
+
+
+def _weights_bytes(path: Path, base: Path | None) -> int:
     if path.is_dir():
         return sum(f.stat().st_size for f in path.rglob("*") if f.suffix in (".safetensors", ".bin", ".gguf"))
     total = path.stat().st_size
@@ -142,4 +152,7 @@ def weights_bytes(path: Path, base: Path | None = None) -> int:
 def transformer_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(f.stat().st_size for f in (path / "transformer").glob("*") if f.suffix in (".safetensors", ".bin"))
+    key = (str(path / "transformer"), path.stat().st_mtime_ns, None)
+    if key not in _SIZES:
+        _SIZES[key] = sum(f.stat().st_size for f in (path / "transformer").glob("*") if f.suffix in (".safetensors", ".bin"))
+    return _SIZES[key]

@@ -10,6 +10,7 @@ import random
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -329,6 +330,15 @@ def options(request: GenerateRequest) -> dict[str, Any]:
 _TINY_UNET_PARAMS = 20_000_000
 
 
+_TINY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # denoiser -> tiny? (counted once)
+
+
+def _is_tiny(denoiser: Any) -> bool:
+    if denoiser not in _TINY:
+        _TINY[denoiser] = sum(p.numel() for p in denoiser.parameters()) <= _TINY_UNET_PARAMS
+    return _TINY[denoiser]
+
+
 @contextmanager
 def _cpu_threads_for(pipe: Any, device: str) -> Iterator[None]:
     """Run tiny models on one CPU thread. Their thousands of small ops gain nothing from
@@ -336,8 +346,7 @@ def _cpu_threads_for(pipe: Any, device: str) -> Iterator[None]:
     slower (0.7 s vs 50 s for 20 steps, measured on 2 cores with another job running)."""
     import torch
 
-    denoiser = getattr(pipe, "unet", None) or pipe.transformer
-    if device != "cpu" or sum(p.numel() for p in denoiser.parameters()) > _TINY_UNET_PARAMS:
+    if device != "cpu" or not _is_tiny(getattr(pipe, "unet", None) or pipe.transformer):
         yield
         return
     before = torch.get_num_threads()
