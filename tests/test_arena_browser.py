@@ -180,9 +180,11 @@ def test_the_image_is_in_the_gallery_with_its_infotext(site, page, tmp_path):
     url, home = site
     start_comparison(page, url, "a yellow sun over a hill --seed 23")
     both_images(page)
+    comparison = page.url
     page.goto(url + "/gallery")
     assert page.locator("article.blind").count() == 2  # names wait for the vote
-    page.go_back()
+    page.goto(comparison)
+    both_images(page)
     page.keyboard.press("3")
     page.wait_for_selector("#voted")
     page.goto(url + "/gallery")
