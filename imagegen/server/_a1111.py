@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -153,18 +153,18 @@ _FIELD_NAMES = {"batch_count": "n_iter", "variation_seed": "subseed", "variation
 
 
 def router(state: ServerState) -> APIRouter:
-    def authenticated(request: Request) -> None:
+    async def authenticated(request: Request) -> None:  # async: no thread hop per request
         request.state.key_id = state.authenticate(request)
 
     api = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(authenticated)])
 
     @api.post("/txt2img")
-    async def txt2img(payload: Txt2ImgPayload, request: Request) -> dict[str, Any]:
-        return await _run(state, request, payload, "txt2img")
+    async def txt2img(request: Request) -> Response:
+        return await _run(state, request, await _payload(request, Txt2ImgPayload), "txt2img")
 
     @api.post("/img2img")
-    async def img2img(payload: Img2ImgPayload, request: Request) -> dict[str, Any]:
-        return await _run(state, request, payload, "img2img")
+    async def img2img(request: Request) -> Response:
+        return await _run(state, request, await _payload(request, Img2ImgPayload), "img2img")
 
     @api.get("/sd-models")
     async def sd_models() -> list[dict[str, Any]]:
@@ -275,7 +275,18 @@ def router(state: ServerState) -> APIRouter:
 
 # -- txt2img / img2img ----------------------------------------------------------------------------
 
-async def _run(state: ServerState, request: Request, payload: _Processing, kind: str) -> dict[str, Any]:
+async def _payload(request: Request, model: type[_Processing]) -> Any:
+    """The body, validated as FastAPI would (422 naming the field), read by hand so the
+    image-sized JSON is parsed once, by pydantic, without FastAPI's generic body machinery."""
+    body = await request.body()
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise RequestValidationError([{"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+                                      for e in exc.errors()]) from None
+
+
+async def _run(state: ServerState, request: Request, payload: _Processing, kind: str) -> Response:
     key_id = request.state.key_id
     try:
         gen_request, strategy, warnings, title = _to_request(state, request, payload, kind)
@@ -296,7 +307,8 @@ async def _run(state: ServerState, request: Request, payload: _Processing, kind:
     images = [] if result is None or not payload.send_images else \
         [base64.b64encode(image.data).decode() for image in result.images]
     info = _info(gen_request, payload, result, job, warnings, title)
-    return {"images": images, "parameters": parameters, "info": json.dumps(info, default=lambda o: None)}
+    body = {"images": images, "parameters": parameters, "info": json.dumps(info, default=lambda o: None)}
+    return Response(json.dumps(body), media_type="application/json")  # already plain JSON: no re-encoding
 
 
 def _to_request(state: ServerState, request: Request, p: _Processing,

@@ -24,13 +24,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
     BudgetExceededError,
-    CancelledError,
     ConfigError,
     ImageGenError,
     ModelLoadError,
     NoRouteError,
     PromptSyntaxError,
     ProviderError,
+    UserCancelledError,
 )
 from ._images import ImageStore
 from ._security import Guard, Refusal, ServerLimits, _looks_like_path, check_references
@@ -62,7 +62,7 @@ class Job:
     def on_progress(self, event: Progress) -> None:
         # Runs on the provider's thread; raising stops the generation between steps.
         if self.interrupted:
-            raise CancelledError("interrupted by /sdapi/v1/interrupt")
+            raise UserCancelledError("interrupted by /sdapi/v1/interrupt")
         if event.stage in ("step", "hires"):
             self.image_no, self.step, self.steps = event.image_index, event.step, event.total
 
@@ -152,7 +152,7 @@ class ServerState:
             result = await self.gen.agenerate(request, policy=policy, progress=job.on_progress)
             cost = result.cost_usd
             return result, job
-        except CancelledError:
+        except UserCancelledError:
             return None, job
         finally:
             self.jobs.pop(job.task_id, None)
