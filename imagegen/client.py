@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,9 @@ class ImageGen:
         self.budget_usd = budget_usd
         self.spent_usd = 0.0
         self._reserved_usd = 0.0  # estimates of calls in flight, so concurrent calls share the budget
+        # One lock over spent_usd, _reserved_usd and usage: a check and its reservation, and a
+        # charge and its release, are each one step for every thread.
+        self._budget_lock = threading.RLock()
         self.usage: dict[str, dict[str, float]] = {}  # card id -> {"images", "cost_usd", "calls"}
         self._finetune_charges: dict[str, float] = {}  # job id -> USD counted in spent_usd
 
@@ -119,7 +123,7 @@ class ImageGen:
         if self.budget_usd is None:
             return decision
         remaining = self.budget_usd - self.spent_usd - self._reserved_usd
-        fits = [c for c in decision.candidates if c.cost_usd <= remaining + 1e-12]
+        fits = [c for c in decision.candidates if self._hold_for(c) <= remaining + 1e-12]
         if len(fits) == len(decision.candidates):
             return decision
         if not fits:
@@ -130,7 +134,7 @@ class ImageGen:
                 estimate_usd=cheapest.cost_usd, remaining_usd=remaining)
         over = [Exclusion(c.card, f"would cost about ${c.cost_usd:.4f}; ${remaining:.4f} of the "
                                   f"${self.budget_usd:.2f} budget is left")
-                for c in decision.candidates if c.cost_usd > remaining + 1e-12]
+                for c in decision.candidates if self._hold_for(c) > remaining + 1e-12]
         return decision.model_copy(update={"chosen": fits[0].card, "candidates": fits,
                                            "excluded": [*decision.excluded, *over]})
 
@@ -152,18 +156,22 @@ class ImageGen:
         override request fields (``gen.generate("a cat", seed=7)``)."""
         request, decision, attempts = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
+        down: set[str] = set()  # providers that failed as a whole: their other models are skipped
         for candidate in attempts:
+            if candidate.card.provider in down:
+                continue
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
                 result = provider.generate(candidate.prepared, progress=progress)
+                self._charge(result, candidate)  # while the reservation still holds
             except ProviderError as exc:
-                if not self._failed(candidate, exc, errors):
+                if not self._failed(candidate, exc, errors, down):
                     raise
                 continue
             finally:
-                self._reserved_usd -= reserved
+                self._release_budget(reserved)
             return self._finish(result, request, candidate, decision, errors, started)
         raise NoRouteError("every candidate failed", errors)
 
@@ -172,18 +180,22 @@ class ImageGen:
         """`generate` for asyncio code; safe inside a running loop."""
         request, decision, attempts = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
+        down: set[str] = set()  # providers that failed as a whole: their other models are skipped
         for candidate in attempts:
+            if candidate.card.provider in down:
+                continue
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
             try:
                 result = await provider.agenerate(candidate.prepared, progress=progress)
+                self._charge(result, candidate)  # while the reservation still holds
             except ProviderError as exc:
-                if not self._failed(candidate, exc, errors):
+                if not self._failed(candidate, exc, errors, down):
                     raise
                 continue
             finally:
-                self._reserved_usd -= reserved
+                self._release_budget(reserved)
             return self._finish(result, request, candidate, decision, errors, started)
         raise NoRouteError("every candidate failed", errors)
 
@@ -287,31 +299,75 @@ class ImageGen:
         except KeyError:
             raise ConfigError(f"provider {card.provider!r} for {card.id} is not installed") from None
 
+    #: Per-second-priced models hold this many times their estimate while they run (their
+    #: charge is only known afterwards; see `check_budget`).
+    PER_SECOND_HOLD = 2.0
+
     def check_budget(self, estimate_usd: float, what: str) -> None:
         """Raise `BudgetExceededError` if spending ``estimate_usd`` on ``what`` would exceed the
-        budget (calls in flight count against it too)."""
+        budget (calls in flight count against it too).
+
+        What the budget guarantees: a call starts only if its hold fits in what is left after
+        every charge counted and every call in flight (checked and reserved under one lock, so
+        concurrent calls cannot both take the last dollars). For models priced per image or per
+        megapixel the hold is the price itself, so ``spent_usd`` never passes ``budget_usd``.
+        For models priced per GPU-second the charge depends on how long the prediction runs:
+        the hold is `PER_SECOND_HOLD` times the estimate, and the actual charge (from the
+        prediction's metrics) is what counts afterwards; only a prediction running longer than
+        that many times its expected time can take ``spent_usd`` past the budget, and the
+        next call is then refused. Paid predictions whose outputs could not be fetched count too.
+        """
         if self.budget_usd is None:
             return
-        remaining = self.budget_usd - self.spent_usd - self._reserved_usd
-        if estimate_usd > remaining + 1e-12:
-            raise BudgetExceededError(
-                f"{what} would cost about ${estimate_usd:.4f}; "
-                f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
-                estimate_usd=estimate_usd, remaining_usd=remaining)
+        with self._budget_lock:
+            remaining = self.budget_usd - self.spent_usd - self._reserved_usd
+            if estimate_usd > remaining + 1e-12:
+                raise BudgetExceededError(
+                    f"{what} would cost about ${estimate_usd:.4f}; "
+                    f"${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
+                    estimate_usd=estimate_usd, remaining_usd=remaining)
 
-    def _reserve_budget(self, candidate: Candidate) -> float:
-        """Refuse before spending; else hold the estimate until the call ends (returned)."""
-        if self.budget_usd is None:
-            return 0.0
-        self.check_budget(candidate.cost_usd, candidate.card.id)
-        self._reserved_usd += candidate.cost_usd
+    def _hold_for(self, candidate: Candidate) -> float:
+        """What a call on ``candidate`` holds against the budget while it runs."""
+        price = getattr(candidate.card, "price", None)
+        if price is not None and getattr(price, "per_gpu_second", 0.0) > 0:
+            return candidate.cost_usd * self.PER_SECOND_HOLD
         return candidate.cost_usd
 
-    def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[tuple[str, str]]) -> bool:
-        """Record a failure; True when the next candidate may be tried."""
+    def _reserve_budget(self, candidate: Candidate) -> float:
+        """Refuse before spending; else hold the estimate until the call ends (returned). The
+        check and the hold are one step under the budget lock."""
+        if self.budget_usd is None:
+            return 0.0
+        hold = self._hold_for(candidate)
+        with self._budget_lock:
+            self.check_budget(hold, candidate.card.id)
+            self._reserved_usd += hold
+        return hold
+
+    def _release_budget(self, held: float) -> None:
+        if held:
+            with self._budget_lock:
+                self._reserved_usd -= held
+
+    def _charge(self, result: GenerateResult, candidate: Candidate) -> None:
+        """Count a result's cost (called before its hold is released, so no other thread sees
+        the budget free of both)."""
+        self.record_spend(candidate.card.id, result.cost_usd, images=len(result.images))
+
+    def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[tuple[str, str]],
+                down: set[str] | None = None) -> bool:
+        """Record a failure (and what it was charged); True when the next candidate may be
+        tried. A provider-scope failure (unreachable, refused credentials) marks the whole
+        provider ``down``: its other models are skipped, another provider's are tried."""
+        if exc.cost_usd:
+            # Paid even though it failed (e.g. outputs that could not be downloaded).
+            self.record_spend(candidate.card.id, exc.cost_usd, images=0)
         self.router.record_failure(candidate.card)
         errors.append((candidate.card.id, str(exc)))
         log.warning("%s failed: %s", candidate.card.id, exc)
+        if getattr(exc, "scope", "model") == "provider" and down is not None:
+            down.add(candidate.card.provider)
         return exc.retryable
 
     def _finish(self, result: GenerateResult, request: GenerateRequest, candidate: Candidate,
@@ -323,16 +379,16 @@ class ImageGen:
         result.provider = result.provider or candidate.card.provider
         result.model = result.model or candidate.card.id
         result.route = decision
-        self.record_spend(candidate.card.id, result.cost_usd, images=len(result.images))
         return result
 
     def record_spend(self, card_id: str, cost_usd: float, images: int = 0, calls: int = 1) -> None:
         """Count a paid call (or, with ``calls=0``, a correction to one) against the budget and in `usage`."""
-        self.spent_usd += cost_usd
-        usage = self.usage.setdefault(card_id, {"calls": 0, "images": 0, "cost_usd": 0.0})
-        usage["calls"] += calls
-        usage["images"] += images
-        usage["cost_usd"] += cost_usd
+        with self._budget_lock:
+            self.spent_usd += cost_usd
+            usage = self.usage.setdefault(card_id, {"calls": 0, "images": 0, "cost_usd": 0.0})
+            usage["calls"] += calls
+            usage["images"] += images
+            usage["cost_usd"] += cost_usd
 
     def charge_finetune(self, job_id: str, card_id: str, cost_usd: float, *, settle: bool = False) -> None:
         """Count a training this client started under its trainer's card id (``usage``): its

@@ -22,6 +22,7 @@ def test_fault_storm_every_image_arrives_and_no_create_is_duplicated():
         settings = Settings(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url)
         provider = ReplicateProvider(settings, policy=CallPolicy(
             poll_initial_s=0.02, poll_max_s=0.1, get_backoff_s=0.01, reconcile_delay_s=0.02,
+            commit_timeout_s=0.3,
             get_attempts=10, create_attempts=10, max_concurrency=50))
         card = next(c for c in provider.models() if c.model.endswith("flux-schnell"))
 

@@ -30,7 +30,7 @@ from ..base import (
     price_estimate,
     runnable,
 )
-from ._downloads import fetch_output
+from ._downloads import fetch_output, image_size
 from ._loop import LoopThread
 from ._schemas import REPLICATE_TO_FORMAT, finetune_card, official_cards, target_for
 from ._session import (
@@ -59,6 +59,9 @@ class ReplicateProvider(BaseProvider):
     def __init__(self, settings: Settings | None = None, *, policy: CallPolicy | None = None):
         super().__init__(settings)
         self.policy = policy or CallPolicy()
+        if self.policy.output_hosts is None:  # IMAGEGEN_OUTPUT_HOSTS, by default Replicate's
+            self.policy = dataclasses.replace(self.policy,
+                                              output_hosts=self.settings.replicate_output_hosts)
         self._claimed = ClaimedIds()
         self.last_requests = 0  # HTTP requests of the last generate call
         self._lock = threading.Lock()
@@ -212,7 +215,7 @@ class _Run:
             self.progress(Progress(stage, image_index=planned.first_index, total=len(
                 self.plan.predictions), message=message))
 
-    async def one(self, planned: PlannedPrediction) -> tuple[PlannedPrediction, dict, list[GeneratedImage]]:
+    async def one(self, planned: PlannedPrediction) -> _Paid:
         session, plan = self.session, self.plan
         self._report("queued", planned)
         # Shielded: cancelling this task must not abort a create the server may be making.
@@ -236,19 +239,34 @@ class _Run:
             self.warnings.append(f"prediction {prediction['id']} returned {len(urls)} of "
                                  f"{len(planned.seeds)} images (the safety checker drops flagged ones)")
         self._report("download", planned)
-        images = []
+        # From here the prediction is paid for: an output that cannot be fetched or read is
+        # recorded (with the prediction id) and the others are still delivered.
+        paid = _Paid(planned, prediction, produced=len(urls[:len(planned.seeds)]))
         for offset, url in enumerate(urls[:len(planned.seeds)]):
-            data = await fetch_output(session.http, url, base_url=session.base_url,
-                                      policy=session.policy)
-            images.append(self._image(data, url, planned.seeds[offset]))
-        return planned, prediction, images
+            try:
+                data = await fetch_output(session.http, url, base_url=session.base_url,
+                                          policy=session.policy)
+                paid.images.append(self._image(data, url, planned.seeds[offset]))
+            except ProviderError as exc:
+                paid.undelivered.append((url, exc))
+        return paid
 
     def _image(self, data: bytes, url: str, seed: int | None) -> GeneratedImage:
         from PIL import Image
 
         plan = self.plan
+        limit = self.session.policy.max_output_pixels
+        size = image_size(data)  # from the header: a decompression bomb is never decoded
+        if size is not None and size[0] * size[1] > limit:
+            raise ProviderError(f"output is {size[0]}x{size[1]} pixels, over the {limit:,}-pixel "
+                                "limit (CallPolicy.max_output_pixels); not decoded",
+                                provider="replicate")
         try:
             with Image.open(io.BytesIO(data)) as image:
+                if image.size[0] * image.size[1] > limit:
+                    raise ProviderError(f"output is {image.size[0]}x{image.size[1]} pixels, over "
+                                        f"the {limit:,}-pixel limit; not decoded",
+                                        provider="replicate")
                 image.load()
                 found = _PIL_FORMATS.get(image.format or "")
                 if plan.output_ext is None and found is not None:  # the model picks its format
@@ -261,9 +279,11 @@ class _Run:
                 converted = None
                 if plan.convert_to:
                     converted = GeneratedImage.from_pil(image.copy(), format=plan.convert_to)
-        except (OSError, SyntaxError) as exc:
-            raise ProviderError(f"output does not decode as {plan.output_ext}: {exc}",
-                                provider="replicate") from None
+        except ProviderError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - OSError, SyntaxError, DecompressionBombError...
+            raise ProviderError(f"output does not decode as {plan.output_ext}: "
+                                f"{type(exc).__name__}: {exc}", provider="replicate") from None
         fmt = plan.convert_to or REPLICATE_TO_FORMAT[plan.output_ext or found or "png"]
         return GeneratedImage(data=converted.data if converted else data, format=fmt,
                               width=size[0], height=size[1], seed=seed,
@@ -279,36 +299,70 @@ class _Run:
                                 "Model": self.card.model}, prompt=self.request.prompt)
 
     def result(self, outcomes: list[Any], requests: int) -> GenerateResult:
-        done = [o for o in outcomes if not isinstance(o, Exception)]
+        """The images of the paid predictions, charged as Replicate charges them, including
+        predictions whose outputs could not be fetched: those are named (ids and URLs) in the
+        warnings and ``raw["undelivered"]``, or, when no image arrived at all, in a
+        `ProviderError` whose ``cost_usd`` the client counts against the budget."""
+        paid = sorted((o for o in outcomes if isinstance(o, _Paid)), key=lambda o: o.planned.first_index)
         errors = [o for o in outcomes if isinstance(o, Exception)]
-        if not done:
-            raise errors[0]
         images, ids, predict_time = [], [], 0.0
         cost, actual = 0.0, True
         price, tier = self.card.price, self.plan.tier(self.card)
-        for _, prediction, got in sorted(done, key=lambda o: o[0].first_index):
-            images.extend(got)
-            ids.append(prediction["id"])
-            metrics = prediction.get("metrics") or {}
+        undelivered: list[dict[str, Any]] = []
+        for one in paid:
+            images.extend(one.images)
+            ids.append(one.prediction["id"])
+            metrics = one.prediction.get("metrics") or {}
             predict_time += float(metrics.get("predict_time") or 0.0)
             charge = price.charge(metrics, tier=tier)  # what Replicate bills, from its counts
             if charge is None:  # a metric the price needs is missing: this one is estimated
                 actual = False
                 width, height = self.plan.size
-                charge = price.estimate(images=len(got), output_pixels=width * height,
+                charge = price.estimate(images=one.produced, output_pixels=width * height,
                                         input_pixels=self.plan.input_pixels,
-                                        gpu_seconds=self.card.latency_s * len(got), tier=tier)
+                                        gpu_seconds=self.card.latency_s * one.produced, tier=tier)
             cost += charge
+            undelivered.extend({"prediction_id": one.prediction["id"],
+                                "url": None if url.startswith("data:") else url,
+                                "error": str(exc)} for url, exc in one.undelivered)
+        cost = round(cost, 6)
+        if not images:
+            if not paid:
+                raise errors[0]
+            causes = [exc for one in paid for _, exc in one.undelivered] + errors
+            paid_ids = ", ".join(ids)
+            raise ProviderError(
+                f"{len(paid)} prediction(s) succeeded and were charged (${cost:.4f}) but no "
+                f"output could be fetched: {causes[0]}; the outputs stay on Replicate under "
+                f"prediction {paid_ids} (GET /v1/predictions/<id>)", provider="replicate",
+                detail={"undelivered": undelivered, "errors": [str(e) for e in errors]},
+                retryable=all(c.retryable for c in causes), cost_usd=cost, prediction_ids=ids)
         warnings = list(self.warnings)
         if errors:
             warnings.append(f"{len(errors)} of {len(outcomes)} predictions failed; "
                             f"{len(images)} images delivered: {errors[0]}")
+        if undelivered:
+            named = ", ".join(dict.fromkeys(u["prediction_id"] for u in undelivered))
+            warnings.append(f"{len(undelivered)} paid output(s) could not be fetched (prediction "
+                            f"{named}): {undelivered[0]['error']}")
         return GenerateResult(
-            images=images, provider="replicate", model=self.card.id, cost_usd=round(cost, 6),
+            images=images, provider="replicate", model=self.card.id, cost_usd=cost,
             cost_source="actual" if actual else "estimate",
             gpu_seconds=predict_time, warnings=warnings,
-            raw={"prediction_ids": ids, "requests": requests,
+            raw={"prediction_ids": ids, "requests": requests, "undelivered": undelivered,
                  "errors": [str(e) for e in errors]})
+
+
+@dataclasses.dataclass
+class _Paid:
+    """A prediction that succeeded (so was charged), the images fetched from it, and the
+    outputs that could not be fetched or read."""
+
+    planned: PlannedPrediction
+    prediction: dict[str, Any]
+    produced: int  # outputs the prediction made (what was paid for)
+    images: list[GeneratedImage] = dataclasses.field(default_factory=list)
+    undelivered: list[tuple[str, ProviderError]] = dataclasses.field(default_factory=list)
 
 
 def _plan_for(request: GenerateRequest, card: ModelCard,

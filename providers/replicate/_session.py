@@ -89,8 +89,9 @@ class CallPolicy:
     download_timeout_s: float = 120.0  # a whole output download, however slowly bytes arrive
     max_output_pixels: int = 40_000_000  # outputs larger than this are refused before decoding
     # Hosts outputs may be fetched from over https, besides the API host and data: URLs;
-    # "*.example.com" allows the subdomains (Settings.replicate_output_hosts sets them).
-    output_hosts: tuple[str, ...] = ("replicate.delivery", "*.replicate.delivery")
+    # "*.example.com" allows the subdomains. None: Settings.replicate_output_hosts
+    # (IMAGEGEN_OUTPUT_HOSTS; by default replicate.delivery and its subdomains).
+    output_hosts: tuple[str, ...] | None = None
     timeout_s: float = 30.0  # the read timeout of every request, creates included
     max_concurrency: int = 100
     cancel_grace_s: float = 2.0  # on cancel, how long a create in flight may still finish
