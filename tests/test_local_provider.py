@@ -285,7 +285,7 @@ def test_missing_lora_is_a_model_load_error(provider, card):
 def test_unknown_provider_option_names_the_key(provider, card):
     bad = request(provider_options={"local": {"vae_tilling": True}})
     with pytest.raises(ConfigError, match="vae_tilling"):
-        provider.check(bad, card)
+        provider.prepare(bad, [card])
     with pytest.raises(ConfigError, match="vae_tilling"):
         provider.run(bad, card)
 
