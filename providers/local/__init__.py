@@ -7,6 +7,11 @@ VAE and memory switches), `_cache` (the warm cache), `_device` (device and dtype
 pipeline call: seeds, hires fix, progress), `_prompt` (A1111 prompt weighting on our own
 embedding path), `_schedulers` (A1111 sampler names to diffusers), `_embeddings`, `_upscale`,
 `_openpose`, `_configs` (the component configs shipped for offline loading).
+
+Flow-match models (FLUX.1 [dev]/[schnell]/Kontext, FLUX.2 [klein]/[dev], SD 3.5) take their own
+path: `_flow_plan` (our vocabulary translated per family, with warnings), `_flow_cards` (their
+cards and prepare), `_flow_loading` (folders, single-file transformers with a base folder),
+`_flow_run` (the pipeline calls, seeds, infotext) and `_memory` (offload, VAE tiling, fp8/NF4).
 """
 
 from ._provider import LocalProvider

@@ -1,4 +1,5 @@
-"""`LocalProvider`: Stable Diffusion 1.x / SDXL on the user's own machine, with diffusers.
+"""`LocalProvider`: Stable Diffusion 1.x / SDXL, and FLUX.1 / FLUX.2 / SD 3.5 (see `_flow_*`), on
+the user's own machine, with diffusers.
 
 It speaks the AUTOMATIC1111 vocabulary (samplers, seeds, weights, LoRA tags, hires fix, clip
 skip, infotext). Model references: `local:demo`, `local:<path>` or a name in IMAGEGEN_MODELS_DIR.
