@@ -53,7 +53,7 @@ def serve(
         from ..router import RoutePolicy
 
         fields = {k: v for k, v in (("strategy", strategy), ("elo_source", elo_source)) if v}
-        gen = ImageGen(policy=RoutePolicy(**fields) if fields else None)
+        gen = ImageGen(policy=RoutePolicy.model_validate(fields) if fields else None)
         app = create_arena_app(gen, session_budget_usd=session_budget or None,
                                allowed_hosts=LOOPBACK_HOSTS if is_loopback(host) else None)
         shown = f"[{host}]" if ":" in host else host

@@ -63,13 +63,13 @@ def bradley_terry(battles: Iterable[Battle], *, prior_games: float = 1.0, max_it
     rated 1000 keep a model with no wins (or a group never compared with the rest) finite;
     set it to 0 for the plain MLE, which needs every model to have won and lost.
     """
-    wins: Counter[str] = Counter()
+    wins: dict[str, float] = {}
     pairs: Counter[tuple[str, str]] = Counter()
     for a, b, s_a in battles:
         if a == b:
             continue
-        wins[a] += s_a
-        wins[b] += 1.0 - s_a
+        wins[a] = wins.get(a, 0.0) + s_a
+        wins[b] = wins.get(b, 0.0) + 1.0 - s_a
         pairs[(a, b) if a < b else (b, a)] += 1
     models = sorted({m for pair in pairs for m in pair})
     if not models:
@@ -82,7 +82,7 @@ def bradley_terry(battles: Iterable[Battle], *, prior_games: float = 1.0, max_it
     for _ in range(max_iter):
         change = 0.0
         for m in models:
-            w = wins[m] + prior_games / 2.0
+            w = wins.get(m, 0.0) + prior_games / 2.0
             denominator = prior_games / (strength[m] + 1.0)
             denominator += sum(n / (strength[m] + strength[o]) for o, n in opponents[m])
             new = max(w / denominator, 1e-300) if denominator > 0 else strength[m]

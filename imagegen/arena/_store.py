@@ -222,7 +222,7 @@ class Arena:
         with self._db() as db:
             rows = db.execute("SELECT id, created_at, prompt, model_a, model_b, winner, image_a, image_b, "
                               "both_bad FROM votes ORDER BY id").fetchall()
-        return [Vote(*row[:8], bool(row[8])) for row in rows]
+        return [Vote(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8])) for row in rows]
 
     def battles(self) -> list[Battle]:
         return [(v.model_a, v.model_b, _SCORES[v.winner]) for v in self.votes()]

@@ -18,6 +18,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
 from importlib import resources
@@ -262,7 +263,7 @@ class _Guard:
                 await response(scope, receive, send)
                 return
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [(b"content-security-policy", _CSP.encode()), (b"x-content-type-options", b"nosniff"),
