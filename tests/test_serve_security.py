@@ -216,3 +216,13 @@ def test_the_concurrency_slot_is_released_after_a_failure(gen, estimate):
     ticket.release(None)  # failed: nothing charged
     guard.admit("key-1", estimate).release(estimate)
     assert guard.spent_usd("key-1") == pytest.approx(estimate) and guard.in_flight == 0
+
+
+def test_the_arena_page_is_mounted_behind_the_same_keys(gen):
+    pytest.importorskip("imagegen.arena._web")
+    with running(create_app(gen)) as url:
+        assert httpx.get(url + "/arena/").status_code == 200
+    with running(create_app(gen, api_key=RICH)) as url:
+        refused = httpx.get(url + "/arena/")
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Basic"
+        assert httpx.get(url + "/arena/", auth=("me", RICH)).status_code == 200

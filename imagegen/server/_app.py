@@ -314,6 +314,24 @@ class BodyLimit:
         await error_response(path, refusal)(scope, receive, send)
 
 
+class KeyRequired:
+    """An ASGI app behind the server's keys (HTTP Basic, so a browser asks for the key)."""
+
+    def __init__(self, app: Any, state: ServerState):
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.state.guard.open:
+            try:
+                self.state.authenticate(Request(scope))
+            except Refusal as refusal:
+                response = error_response(A1111_PREFIX, refusal)  # WWW-Authenticate: Basic
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class _TooLarge(BaseException):
     """Raised from `receive` past the limit; a BaseException so that no handler's
     ``except Exception`` turns it into a 500 on its way back to `BodyLimit`."""
@@ -343,7 +361,8 @@ def build_app(gen: ImageGen, *, api_keys: dict[str, float | None] | None, limits
         except ImportError:
             pass
         else:
-            app.mount("/arena", create_arena_app(gen))
+            # The page generates (and spends) too: behind the same keys as the APIs.
+            app.mount("/arena", KeyRequired(create_arena_app(gen), state))
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
