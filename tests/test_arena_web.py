@@ -365,3 +365,13 @@ def test_imagegen_serve_mounts_the_page_at_arena(home):
     assert location.startswith("/arena/c/") and wait_finished(client, location)["votable"]
     # the page has no API key of its own: even inside a server bound elsewhere it answers loopback only
     assert client.get("/arena/", headers={"host": "box.lan"}).status_code == 421
+
+
+def test_with_one_model_the_page_says_what_to_configure(home):
+    gen = StubGen(home)
+    client = client_for(gen, models=["stub:red"])
+    page = client.get("/")
+    assert "REPLICATE_API_TOKEN" in page.text
+    response = client.post("/compare", data={"csrf": csrf_of(page.text), "prompt": "a cat", "left": "auto",
+                                             "right": "auto"})
+    assert response.status_code == 400 and "two models" in response.text and gen.calls == []

@@ -347,8 +347,14 @@ def _see(request: Request, path: str) -> RedirectResponse:
 # -- handlers (sync: they run in the thread pool) ----------------------------------------
 
 
+ONE_MODEL = ("a comparison needs two models, and only one can serve now: set REPLICATE_API_TOKEN for the "
+             "Replicate models, or IMAGEGEN_MODELS_DIR for your own checkpoints")
+
+
 def _home(request: Request, state: ArenaState, session: str, *, status: int = 200, error: str | None = None,
           prompt: str = "", left: str = "auto", right: str = "auto") -> Response:
+    if error is None and len(state.models()) < 2:
+        error = ONE_MODEL
     body = t.compare_page(base=_base(request), csrf=state.csrf_for(session), models=state.models(),
                           spent=state.spent_by(session), budget=state.session_budget_usd,
                           router_line=state.router_line(), prompt=prompt, left=left, right=right, error=error)
@@ -385,6 +391,8 @@ def _compare(request: Request, state: ArenaState, session: str, fields: dict[str
     except Exception as exc:  # noqa: BLE001 - a bad prompt is shown back, escaped
         return again(_describe(exc))
     offered = state.models()
+    if len(offered) < 2:
+        return again(ONE_MODEL)
     for name, value in (("left", left), ("right", right)):
         if value != "auto" and value not in offered:
             return again(f"{name}: {value!r} is not one of the models offered here")
