@@ -122,3 +122,16 @@ def test_single_file_with_the_base_found_in_the_models_dir_equals_the_folder(pro
     # BFL's original names are read as FLUX.1 [dev] too (loading them goes through diffusers'
     # converter, which assumes the real 3072-wide model: checked on real weights, not here)
     assert provider.card_for("tiny_dev_bfl").family == "flux-dev"
+
+
+def test_a_lora_file_as_the_model_runs_on_its_base(provider, flow):
+    """`model="local:<job.lora_path>"`: a cloud fine-tune's LoRA on the local base of its family."""
+    path = flow.lora_dir / "flux_kohya.safetensors"
+    card = provider.card_for(str(path))
+    assert card.family == "flux-dev" and card.kind == "finetune" and card.weights == ""
+    ours = provider.run(request(), card)
+    listed = provider.run(request(loras=[LoraRef(name=str(path), weight=1.0)]), provider.card_for("tiny_flux_dev"))
+    assert np.array_equal(pixels(ours.images[0]), pixels(listed.images[0]))
+    assert "flux_kohya" in parse_infotext(ours.images[0].infotext)["Lora hashes"]
+    with pytest.raises(ModelLoadError, match="cannot be run as a model"):
+        provider.card_for(str(flow.lora_dir / "klein_style.safetensors"))  # layout says nothing of its family

@@ -144,6 +144,17 @@ def lora_family(path: Path) -> str | None:
     return None
 
 
+_LORA_MARKERS = (".lora_A.", ".lora_B.", ".lora_down.", ".lora_up.", "lora_unet_", "lora_te", "_lora1.", "_lora2.",
+                 ".processor.proj_lora.")
+
+
+def is_lora_file(path: Path) -> bool:
+    """Whether a weights file holds a LoRA (any common layout) rather than a model."""
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    return any(marker in key for key in _checkpoint_keys(path)[:64] for marker in _LORA_MARKERS)
+
+
 def lora_fits(lora: str | None, family: str) -> bool:
     """Whether a LoRA of architecture ``lora`` (see `lora_family`) can load on a ``family`` model."""
     arch = ARCH.get(family, family)

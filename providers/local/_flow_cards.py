@@ -10,6 +10,7 @@ expected seconds.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
@@ -68,11 +69,44 @@ def flow_card(ref: str, family: str, kind: str, display: str) -> ModelCard:
     )
 
 
+# A trained LoRA's architecture -> the family of the base folder it runs on
+_LORA_BASES = {"flux1": "flux-dev", "flux": "flux-dev", "flux2": "flux2-klein", "sd3": "sd3"}
+
+
+def lora_card(ref: str, path: Path, models_dir: Path | None) -> ModelCard:
+    """``local:<LoRA file>`` as a model (a fine-tune trained in the cloud, run here): the base
+    folder of its architecture in the models dir, with the LoRA applied at weight 1."""
+    from imagegen.errors import ModelLoadError
+
+    from ._families import ARCH, ARCH_NAMES, checkpoint_family, lora_family
+    from ._flow_loading import find_base
+
+    arch = lora_family(path)
+    if arch not in _LORA_BASES:
+        raise ModelLoadError(f"LoRA {path.name} ({ARCH_NAMES.get(arch or '', 'unknown architecture')}) cannot be "
+                             "run as a model here: give its base as model= and the LoRA in loras=")
+    base = find_base(_LORA_BASES[arch], None, models_dir)
+    family = checkpoint_family(base)
+    card = flow_card(ref, family, "finetune", f"{path.stem} (LoRA on {base.name})")
+    return card.model_copy(update={"notes": f"LoRA {path} on the base {base} ({ARCH_NAMES[ARCH[family]]})",
+                                   "weights": ""})  # a fine-tune: not the base's quality
+
+
+def lora_of(card: ModelCard) -> Path | None:
+    """The LoRA file a ``local:<LoRA file>`` card applies, else None."""
+    return Path(card.model) if card.kind == "finetune" and card.model.endswith(".safetensors") else None
+
+
 def prepare_flow(provider: Any, request: GenerateRequest, card: ModelCard, needs: RequestNeeds,
                  opts: dict[str, Any]) -> Prepared:
     """The generic check, with the family's own warnings in place of the generic ones, and the plan."""
     prepared = provider.prepare_one(request, card, needs)
     plan = plan_flow(request, card.family, opts)
+    own = lora_of(card)
+    if own is not None and all(Path(lora.name) != own for lora in plan.loras):
+        from imagegen.request import LoraRef
+
+        plan.loras.insert(0, LoraRef(name=str(own), weight=1.0))
     prepared.warnings = [w for w in prepared.warnings if not w.startswith(_REPLACED)] + plan.warnings
     prepared.plan = plan
     return prepared

@@ -116,6 +116,7 @@ def generate_flow(provider: Any, prepared: Prepared, progress: Callable | None =
     from ..base import Progress
     from ._device import pick_device
     from ._files import resolve_checkpoint, resolve_lora
+    from ._flow_cards import lora_of
     from ._flow_loading import find_base, transformer_bytes, weights_bytes
     from ._memory import choose_memory
     from ._provider import _cpu_threads_for, options
@@ -125,7 +126,10 @@ def generate_flow(provider: Any, prepared: Prepared, progress: Callable | None =
     opts = options(request)
     warnings = list(prepared.warnings)  # also when called directly, not through ImageGen (which dedupes)
     models_dir = provider.settings.models_dir
-    path = resolve_checkpoint(card.model, models_dir)
+    if lora_of(card) is not None:  # local:<LoRA file>: its base folder, the LoRA in the plan
+        path = find_base(card.family, opts.get("base"), models_dir)
+    else:
+        path = resolve_checkpoint(card.model, models_dir)
     if path is None:
         raise ModelLoadError(f"checkpoint {card.model!r} not found in {models_dir}")
     base = find_base(card.family, opts.get("base"), models_dir) if path.is_file() else None

@@ -104,8 +104,12 @@ class LocalProvider(BaseProvider):
         path = resolve_checkpoint(model, self.settings.models_dir)
         if path is None:
             return None
-        from ._families import checkpoint_family
+        from ._families import checkpoint_family, is_lora_file
 
+        if is_lora_file(path):  # a trained LoRA as the model: its base with the LoRA on
+            from ._flow_cards import lora_card
+
+            return lora_card(model, path, self.settings.models_dir)
         return _card(model, checkpoint_family(path), "user", path.name)
 
     # -- checks ---------------------------------------------------------------------------
