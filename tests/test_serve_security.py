@@ -226,3 +226,36 @@ def test_the_arena_page_is_mounted_behind_the_same_keys(gen):
         refused = httpx.get(url + "/arena/")
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Basic"
         assert httpx.get(url + "/arena/", auth=("me", RICH)).status_code == 200
+
+
+def test_the_serve_command_starts_on_loopback_and_stops(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "IMAGEGEN_HOME": str(tmp_path), "IMAGEGEN_API_KEY": RICH, "HF_HUB_OFFLINE": "1"}
+    env.pop("REPLICATE_API_TOKEN", None)
+    process = subprocess.Popen([sys.executable, "-m", "imagegen.cli", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode()
+                assert time.monotonic() < deadline, "imagegen serve did not start"
+                time.sleep(0.2)
+        assert health.status_code == 200 and health.json() == {"status": "ok"}  # for load balancers
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401  # IMAGEGEN_API_KEY applies
+        models = httpx.get(f"http://127.0.0.1:{port}/sdapi/v1/sd-models", auth=("me", RICH))
+        assert models.status_code == 200 and "local:demo" in [m["title"] for m in models.json()]
+    finally:
+        process.terminate()
+        process.wait(20)

@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..prompt.infotext import infotext_from_request, parse_infotext
-from ..request import ControlNetUnit, GenerateRequest, HiresFix
+from ..request import ControlNetUnit, GenerateRequest, HiresFix, ImageInput
 from ..samplers import SAMPLERS, SCHEDULE_TYPES, split_sampler
 from ._app import Job, ServerState, refusal_from
 from ._security import Refusal
@@ -433,7 +433,7 @@ def _controlnets(state: ServerState, p: _Processing, init_image: bytes | None) -
             if data is None:
                 raise Refusal(422, f"ControlNet unit {index} has no image", code="controlnet_image_missing")
             units.append(ControlNetUnit(
-                model=model, image=data, weight=unit.get("weight", 1.0),
+                model=model, image=ImageInput(data=data), weight=unit.get("weight", 1.0),
                 guidance_start=unit.get("guidance_start", 0.0), guidance_end=unit.get("guidance_end", 1.0)))
     return units
 

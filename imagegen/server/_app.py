@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +37,9 @@ from ._images import ImageStore
 from ._security import Guard, Refusal, ServerLimits, _looks_like_path, check_references
 
 if TYPE_CHECKING:
+    from imagegen.providers.base import Progress
+
     from .. import GenerateRequest, GenerateResult, ImageGen, RoutePolicy
-    from ..providers.base import Progress
 
 log = logging.getLogger("imagegen.server")
 A1111_PREFIX = "/sdapi/"
@@ -321,7 +323,7 @@ class KeyRequired:
         self.app = app
         self.state = state
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and not self.state.guard.open:
             try:
                 self.state.authenticate(Request(scope))
@@ -352,8 +354,8 @@ def build_app(gen: ImageGen, *, api_keys: dict[str, float | None] | None, limits
     app.include_router(_a1111.router(state))
 
     @app.get("/health", include_in_schema=False)
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "in_flight": state.guard.in_flight}
+    async def health() -> dict[str, Any]:  # open, for load balancers: says nothing else
+        return {"status": "ok"}
 
     if mount_arena:
         try:
