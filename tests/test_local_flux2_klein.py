@@ -122,3 +122,13 @@ def test_klein_base_uses_true_cfg_and_the_negative_prompt(provider, flow):
     assert np.array_equal(pixels(result.images[0]), pixels(reference))
     assert not np.array_equal(pixels(result.images[0]), pixels(empty.images[0]))
     assert not any("negative_prompt ignored" in w for w in result.warnings)
+
+
+def test_reference_images_without_an_init_image_condition_the_picture(provider, klein):
+    other = Image.new("RGB", (SIZE, SIZE), (200, 30, 200))
+    result = provider.run(request(prompt="the cat from image 1", reference_images=[picture(), other]),
+                          provider.card_for("tiny_klein"))
+    reference = klein(prompt="the cat from image 1", image=[picture(), other], num_inference_steps=STEPS,
+                      guidance_scale=1.0, width=SIZE, height=SIZE, generator=gens(99)).images[0]
+    assert result.raw["kind"] == "edit"
+    assert np.array_equal(pixels(result.images[0]), pixels(reference))

@@ -115,6 +115,8 @@ def plan_flow(request: GenerateRequest, family: str, opts: dict[str, Any]) -> Fl
         kind = "inpaint"
     elif request.init_image is not None:
         kind = "edit" if spec.edit else "img2img"
+    elif request.reference_images and spec.edit:
+        kind = "edit"  # FLUX.2: references without an image to edit
 
     width = height = None
     if request.init_image is None or request.width or request.height or request.aspect_ratio:

@@ -62,7 +62,8 @@ def call_kwargs(pipe: Any, plan: FlowPlan, seeds: list[int], init: Any = None, m
         if family == "flux-kontext":
             kwargs.update(image=init, _auto_resize=False)
         else:  # FLUX.2: the init image is the first reference
-            kwargs["image"] = [init, *references] if references else init
+            images = [image for image in (init, *(references or [])) if image is not None]
+            kwargs["image"] = images if len(images) > 1 else images[0]
     return kwargs
 
 
@@ -97,15 +98,15 @@ def prepare_images(plan: FlowPlan, request: Any, warnings: list[str]) -> tuple[A
     """The init image (at the plan's size, which it sets when the request named none), mask, references."""
     from PIL import Image
 
+    references = [ref.to_pil().convert("RGB") for ref in request.reference_images] if SPECS[plan.family].edit else []
     if request.init_image is None:
-        return None, None, []
+        return None, None, references
     init = request.init_image.to_pil().convert("RGB")
     if plan.width is None:
         plan.width, plan.height = fit_size(init.width, init.height, SPECS[plan.family], warnings)
     if init.size != (plan.width, plan.height):
         init = init.resize((plan.width, plan.height), Image.LANCZOS)  # A1111 resize mode "Just resize"
     mask = request.mask_image.to_pil().convert("L").resize((plan.width, plan.height)) if request.mask_image else None
-    references = [ref.to_pil().convert("RGB") for ref in request.reference_images] if SPECS[plan.family].edit else []
     return init, mask, references
 
 
