@@ -256,3 +256,16 @@ def test_bad_local_options_name_the_key(provider):
         provider.run(request(provider_options={"local": {"offload": "gpu"}}), card)
     with pytest.raises(ConfigError, match="true_cfg_scale"):
         provider.run(request(provider_options={"local": {"true_cfg_scale": "high"}}), card)
+
+
+def test_kontext_inpaint_equals_raw_kontext_inpaint(provider, raws, flow):
+    from diffusers import FluxKontextInpaintPipeline
+
+    result = provider.run(request(prompt="a hat", init_image=init_image(), mask_image=mask_image(),
+                                  denoising_strength=0.75, steps=4), provider.card_for("tiny_kontext"))
+    pipe = FluxKontextInpaintPipeline.from_pipe(raws(flow.kontext))
+    reference = pipe(prompt=["a hat"], image=[init_image()], mask_image=[mask_image()], strength=4 / 4,
+                     num_inference_steps=4, guidance_scale=2.5, width=SIZE, height=SIZE, max_area=SIZE * SIZE,
+                     _auto_resize=False, generator=gens(1234)).images[0]
+    assert result.raw["pipeline"] == "FluxKontextInpaintPipeline"
+    assert np.array_equal(pixels(result.images[0]), pixels(reference))

@@ -44,8 +44,10 @@ def call_kwargs(pipe: Any, plan: FlowPlan, seeds: list[int], init: Any = None, m
     }
     if not (family == "sd3" and plan.kind == "img2img"):  # SD3 img2img takes the init image's size
         kwargs.update(width=plan.width, height=plan.height)
-    if family == "flux-kontext":  # Kontext rescales any size to max_area (default 1 MP) unless told
-        kwargs["max_area"] = plan.width * plan.height
+    if family == "flux-kontext":  # Kontext rescales any size to max_area (default 1 MP) unless told,
+        kwargs["max_area"] = plan.width * plan.height  # and its image to a preferred size
+        if plan.kind != "txt2img":
+            kwargs["_auto_resize"] = False
     if plan.true_cfg is not None:
         kwargs.update(true_cfg_scale=plan.true_cfg, negative_prompt=[plan.negative or ""] * n)
     elif family == "sd3":
@@ -60,7 +62,7 @@ def call_kwargs(pipe: Any, plan: FlowPlan, seeds: list[int], init: Any = None, m
             kwargs["mask_image"] = [mask] * n
     elif plan.kind == "edit":
         if family == "flux-kontext":
-            kwargs.update(image=init, _auto_resize=False)
+            kwargs["image"] = init
         else:  # FLUX.2: the init image is the first reference
             images = [image for image in (init, *(references or [])) if image is not None]
             kwargs["image"] = images if len(images) > 1 else images[0]
