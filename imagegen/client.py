@@ -157,9 +157,13 @@ class ImageGen:
         request, decision, attempts = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
         down: set[str] = set()  # providers that failed as a whole: their other models are skipped
+        tries = (policy or self.policy).max_attempts
         for candidate in attempts:
             if candidate.card.provider in down:
                 continue
+            if tries == 0:
+                break
+            tries -= 1
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
@@ -181,9 +185,13 @@ class ImageGen:
         request, decision, attempts = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
         down: set[str] = set()  # providers that failed as a whole: their other models are skipped
+        tries = (policy or self.policy).max_attempts
         for candidate in attempts:
             if candidate.card.provider in down:
                 continue
+            if tries == 0:
+                break
+            tries -= 1
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
@@ -291,7 +299,9 @@ class ImageGen:
         if updates:
             request = request.model_copy(update=updates)
         decision = self._decide(request, needs, policy)
-        return request, decision, decision.candidates[: policy.max_attempts]
+        # All candidates: the loop stops after policy.max_attempts tries, not counting the
+        # models of a provider it skips because the provider itself failed.
+        return request, decision, decision.candidates
 
     def _provider(self, card: ModelCard) -> Provider:
         try:

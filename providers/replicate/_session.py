@@ -265,8 +265,12 @@ class ReplicateSession:
 
     def unreachable(self, exc: BaseException) -> str:
         """Why the API could not be reached, naming its URL (never a header)."""
-        text = str(exc).lower()
-        if "refused" in text:
+        chain, link = [], exc
+        while link is not None and len(chain) < 10:  # httpx -> httpcore -> OSError -> the cause
+            chain.append(link)
+            link = link.__cause__ or link.__context__
+        text = " ".join(str(e) for e in chain).lower()
+        if any(isinstance(e, ConnectionRefusedError) for e in chain) or "refused" in text:
             reason = "connection refused"
         elif isinstance(exc, httpx.ConnectTimeout) or "timed out" in text:
             reason = "connection timed out"
