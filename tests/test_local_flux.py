@@ -269,3 +269,21 @@ def test_kontext_inpaint_equals_raw_kontext_inpaint(provider, raws, flow):
                      _auto_resize=False, generator=gens(1234)).images[0]
     assert result.raw["pipeline"] == "FluxKontextInpaintPipeline"
     assert np.array_equal(pixels(result.images[0]), pixels(reference))
+
+
+def test_progress_reports_every_step_and_cancel_stops_between_steps(provider):
+    from imagegen.errors import UserCancelledError
+
+    card = provider.card_for("tiny_flux_schnell")
+    events = []
+    provider.run(request(steps=4), card, progress=events.append)
+    assert [(e.step, e.total) for e in events if e.stage == "step"] == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert events[0].stage == "load"
+
+    def cancel(event):
+        if event.stage == "step" and event.step == 2:
+            raise UserCancelledError("stopped")
+
+    with pytest.raises(UserCancelledError):
+        provider.run(request(steps=4), card, progress=cancel)
+    assert provider.run(request(steps=2), card).images  # the warm model still serves
