@@ -62,7 +62,7 @@ def router(state: ServerState) -> APIRouter:
     api = APIRouter()
 
     @api.post("/v1/images/generations")
-    async def generations(request: Request) -> dict[str, Any]:
+    async def generations(request: Request) -> Response:
         key_id = state.authenticate(request)
         try:
             body = await _json_body(request)
@@ -70,10 +70,10 @@ def router(state: ServerState) -> APIRouter:
             result, _job = await state.generate(gen_request, key_id=key_id, kind="generations", policy=policy)
         except Exception as exc:
             raise _refusal(exc) from None
-        return _respond(state, request, result, params, gen_request)
+        return _json(_respond(state, request, result, params, gen_request))
 
     @api.post("/v1/images/edits")
-    async def edits(request: Request) -> dict[str, Any]:
+    async def edits(request: Request) -> Response:
         key_id = state.authenticate(request)
         try:
             fields, images, mask = await _form_body(state, request)
@@ -89,7 +89,7 @@ def router(state: ServerState) -> APIRouter:
             result, _job = await state.generate(gen_request, key_id=key_id, kind="edits", policy=policy)
         except Exception as exc:
             raise _refusal(exc) from None
-        return _respond(state, request, result, params, gen_request)
+        return _json(_respond(state, request, result, params, gen_request))
 
     @api.get("/v1/images/files/{token}")
     async def image_file(token: str) -> Response:
@@ -108,6 +108,11 @@ def router(state: ServerState) -> APIRouter:
                                            for i in ids]}
 
     return api
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """Plain JSON already: written once, without FastAPI's re-encoding of the base64 strings."""
+    return Response(json.dumps(body), media_type="application/json")
 
 
 def _refusal(exc: Exception) -> Refusal:
