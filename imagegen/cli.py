@@ -16,13 +16,23 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from .errors import ConfigError, FineTuneError, ImageGenError, ImageReadError, PromptSyntaxError
+from .cli_support import (
+    console,
+    describe_error,
+    err,
+    make_client,
+    make_policy,  # noqa: F401  (part of this module's surface: tests and scripts build policies with it)
+    run_guarded,
+    state,
+)
+from .cli_support import one_line as _safe
+from .errors import ConfigError, FineTuneError, ImageGenError, PromptSyntaxError
 from .request import GenerateRequest, HiresFix, LoraRef
+from .server._cli import serve_command  # typer only; FastAPI loads when it runs
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -62,82 +72,9 @@ class _OneLineErrors(TyperGroup):
 app = typer.Typer(help="Generate images on local Stable Diffusion or Replicate's Flux models.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   cls=_OneLineErrors)
-# Piped or redirected output is read by programs: never wrap it (a folded model id breaks grep).
-_PIPE_WIDTH = 100_000
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
-_state = {"debug": False}
-
-USAGE_ERRORS = (ValidationError, PromptSyntaxError, ConfigError, FineTuneError, ImageReadError, ValueError)
-
-
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks.")) -> None:
-    _state["debug"] = debug
-
-
-def run_guarded(fn: Any) -> Any:
-    """Turn our errors into one-line messages and exit codes."""
-    try:
-        return fn()
-    except typer.Exit:
-        raise
-    except USAGE_ERRORS as exc:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/red] {_safe(describe_error(exc))}", highlight=False)
-        raise typer.Exit(2) from None
-    except ImageGenError as exc:
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/red] {_safe(describe_error(exc))}", highlight=False)
-        raise typer.Exit(1) from None
-    except OSError as exc:  # a disk, a folder or a port, not a bug
-        if _state["debug"]:
-            raise
-        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        err.print(f"[red]error:[/red] {_safe(where + (exc.strerror or str(exc)))}", highlight=False)
-        raise typer.Exit(1) from None
-    except Exception as exc:  # noqa: BLE001 - a bug: still one line, the traceback with --debug
-        if _state["debug"]:
-            raise
-        err.print(f"[red]error:[/red] unexpected {type(exc).__name__}: {_safe(str(exc))} "
-                  "(a bug: run again with --debug for the traceback and report it)", highlight=False)
-        raise typer.Exit(1) from None
-
-
-def _safe(text: Any) -> str:
-    """One line of text for the terminal: markup escaped, and an undecodable file-name byte
-    (a lone surrogate) shown as its escape instead of failing the whole print."""
-    line = " ".join(str(text).split())
-    return escape(line.encode("utf-8", "backslashreplace").decode("utf-8"))
-
-
-def describe_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        parts = []
-        for e in exc.errors():
-            field = ".".join(str(p) for p in e["loc"]) or "request"
-            parts.append(f"{field}: {e['msg'].removeprefix('Value error, ')}")
-        return "; ".join(parts)
-    return " ".join(str(exc).split("\n")[0:1]) if not isinstance(exc, FineTuneError) else str(exc)
-
-
-def make_client(strategy: str | None = None, budget: float | None = None, **constraints: Any) -> ImageGen:
-    """``constraints``: RoutePolicy fields given on the command line (max_cost_per_image,
-    min_elo, local_only, elo_source); the ones not given keep the policy's defaults."""
-    from .client import ImageGen
-
-    return ImageGen(policy=make_policy(strategy, **constraints), budget_usd=budget)
-
-
-def make_policy(strategy: str | None = None, **constraints: Any) -> Any:
-    from .router import RoutePolicy
-
-    given = {k: v for k, v in constraints.items() if v is not None and v is not False}
-    if strategy:
-        given["strategy"] = strategy
-    return RoutePolicy(**given) if given else None
+    state["debug"] = debug
 
 
 # The routing options `generate` and `route` share (RoutePolicy fields).
@@ -759,8 +696,6 @@ def emulator(port: int = typer.Option(8787, min=0, max=65535, help="Port on 127.
     finally:
         fake.stop()
 
-
-from .server._cli import serve_command  # noqa: E402  (typer only; FastAPI loads when it runs)
 
 app.command("serve")(serve_command)
 

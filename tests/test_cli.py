@@ -356,6 +356,9 @@ def test_piped_tables_never_fold_model_ids(monkeypatch):
     # the module-level console is built for a pipe when stdout is not a terminal (as here)
     import importlib
 
+    from imagegen import cli_support
+
+    importlib.reload(cli_support)
     fresh = importlib.reload(cli)
     try:
         assert not fresh.console.is_terminal and fresh.console.width >= 10_000
@@ -363,6 +366,7 @@ def test_piped_tables_never_fold_model_ids(monkeypatch):
         assert result.exit_code == 0, result.output
         assert any(DEV in line for line in result.output.splitlines())
     finally:
+        importlib.reload(cli_support)
         importlib.reload(cli)
 
 
@@ -404,3 +408,51 @@ def test_emulator_banner_names_the_account_and_takes_another():
     result = runner.invoke(cli.app, ["emulator", "--port", "0", "--duration", "0.1", "--username", "me"])
     assert result.exit_code == 0, result.output
     assert "account 'me'" in result.output and "me/<name>" in result.output
+
+
+# -- the budget is a per-request constraint: route to a model that fits rather than refuse -------
+
+@pytest.fixture
+def cheap_and_dear(monkeypatch):
+    from imagegen.catalog import Elo
+
+    from .test_client import PaintProvider
+
+    class Rated(PaintProvider):
+        def __init__(self, name, price, elo):
+            super().__init__(name, price)
+            self.elo = elo
+
+        def models(self):
+            return [card.model_copy(update={"elo": Elo(value=self.elo, source="test", date="2026-01-01")})
+                    for card in super().models()]
+
+    cheap, dear = Rated("cheap", 0.003, 900), Rated("dear", 0.04, 1100)
+
+    def make_client(strategy=None, budget=None, **constraints):
+        return ImageGen(providers=[cheap, dear], budget_usd=budget, policy=cli.make_policy(strategy, **constraints))
+
+    monkeypatch.setattr(cli, "make_client", make_client)
+    return cheap, dear
+
+
+def test_budget_routes_balanced_to_a_model_that_fits(cheap_and_dear, tmp_path):
+    cheap, dear = cheap_and_dear
+    assert "chose dear:flat" in runner.invoke(cli.app, ["route", "a fox", "--strategy", "quality"]).output
+    result = runner.invoke(cli.app, ["generate", "a fox", "--budget", "0.01", "--strategy", "balanced",
+                                     "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert cheap.calls and not dear.calls and "cheap:flat" in result.output
+    routed = runner.invoke(cli.app, ["route", "a fox", "--budget", "0.01", "--strategy", "quality", "--json"])
+    import json
+
+    decision = json.loads(routed.output)
+    assert decision["chosen"] == "cheap:flat"
+    assert [e["model"] for e in decision["excluded"]] == ["dear:flat"] and "budget" in decision["excluded"][0]["reason"]
+
+
+def test_budget_below_every_model_is_refused_before_paying(cheap_and_dear, tmp_path):
+    cheap, dear = cheap_and_dear
+    line = _one_line_error(runner.invoke(cli.app, ["generate", "a fox", "--budget", "0.001", "-o", str(tmp_path)]),
+                           1, "budget", "cheap:flat")
+    assert "$0.0030" in line and not cheap.calls and not dear.calls

@@ -33,7 +33,7 @@ def serve(
     elo_source: Optional[str] = typer.Option(None, help="shipped | user | blend: the ratings the router uses."),
 ) -> None:
     """Compare two models blind, vote, see your ratings and your gallery in a browser."""
-    from ..cli import err, run_guarded
+    from ..cli_support import err, run_guarded
 
     if not is_loopback(host) and not allow_remote:
         err.print(f"[red]error:[/red] --host {host} is not a loopback address; pass --allow-remote to serve it "

@@ -372,7 +372,7 @@ def _parse(prompt: str, model: str | None = None) -> GenerateRequest:
 
 
 def _describe(exc: Exception) -> str:
-    from ..cli import describe_error
+    from ..cli_support import describe_error
 
     return describe_error(exc)
 
