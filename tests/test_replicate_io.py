@@ -124,3 +124,31 @@ def test_output_must_decode_as_the_claimed_format():
 
 def test_session_repr_hides_the_token():
     assert "r8_secret" not in repr(session())
+
+
+@pytest.mark.parametrize("policy, expected", [
+    (dict(), 29), (dict(timeout_s=90.0), 60), (dict(timeout_s=1.0), None),
+    (dict(sync_wait_s=5), 5), (dict(sync_wait_s=False), None), (dict(sync_wait_s=45, timeout_s=10.0), 9),
+])
+def test_prefer_wait_never_outlasts_our_read_timeout(policy, expected):
+    assert session(**policy).prefer_wait() == expected
+
+
+def test_refusals_of_credentials_and_billing_are_the_providers():
+    class Refused(Exception):
+        def __init__(self, status):
+            self.status, self.detail, self.title = status, "refused", None
+
+    s = session()
+    _LAST_ERROR.set(None)
+    assert s.refusal(Refused(401), "create").scope == "provider"
+    assert s.refusal(Refused(402), "create").scope == "provider"
+    assert s.refusal(Refused(422), "create").scope == "model"
+    assert "r8_secret" not in str(s.refusal(Refused(401), "create"))
+
+
+def test_unreachable_names_the_url_and_the_cause():
+    refused = httpx.ConnectError("All connection attempts failed")
+    refused.__cause__ = ConnectionRefusedError(111, "Connect call failed")
+    assert session().unreachable(refused) == "cannot connect to http://127.0.0.1:9 (connection refused)"
+    assert "timed out" in session().unreachable(httpx.ConnectTimeout("timed out"))
