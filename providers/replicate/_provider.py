@@ -336,7 +336,8 @@ class _Run:
                 f"output could be fetched: {causes[0]}; the outputs stay on Replicate under "
                 f"prediction {paid_ids} (GET /v1/predictions/<id>)", provider="replicate",
                 detail={"undelivered": undelivered, "errors": [str(e) for e in errors]},
-                retryable=all(c.retryable for c in causes), cost_usd=cost, prediction_ids=ids)
+                retryable=all(getattr(c, "retryable", True) for c in causes), cost_usd=cost,
+                prediction_ids=ids)
         warnings = list(self.warnings)
         if errors:
             warnings.append(f"{len(errors)} of {len(outcomes)} predictions failed; "

@@ -229,10 +229,12 @@ class ReplicateSession:
     async def _create_once(self, target: Target, payload: dict[str, Any]) -> dict[str, Any]:
         from replicate.exceptions import ReplicateError
 
+        body: dict[str, Any] = {"input": payload}
         if target.version is None:
-            path, body = f"/v1/models/{target.model}/predictions", {"input": payload}
+            path = f"/v1/models/{target.model}/predictions"
         else:
-            path, body = "/v1/predictions", {"version": target.version, "input": payload}
+            path = "/v1/predictions"
+            body["version"] = target.version
         wait = self.prefer_wait()
         headers = {"Prefer": f"wait={wait}"} if wait else {}
         sent_at = time.time()
@@ -265,7 +267,8 @@ class ReplicateSession:
 
     def unreachable(self, exc: BaseException) -> str:
         """Why the API could not be reached, naming its URL (never a header)."""
-        chain, link = [], exc
+        chain: list[BaseException] = []
+        link: BaseException | None = exc
         while link is not None and len(chain) < 10:  # httpx -> httpcore -> OSError -> the cause
             chain.append(link)
             link = link.__cause__ or link.__context__
