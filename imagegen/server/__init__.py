@@ -51,7 +51,7 @@ def create_app(gen: ImageGen, *, api_key: str | None = None, api_keys: dict[str,
     when the server sits behind a proxy. An arena page (`imagegen.arena.create_arena_app`),
     when installed, is mounted at ``/arena``.
     """
-    from ._app import build_app
+    from ._build import build_app
 
     return build_app(gen, api_keys=_keys(api_key, api_keys, key_budget_usd), limits=limits or ServerLimits(),
                      allow_paths=allow_paths, cors_origins=cors_origins, public_url=public_url,

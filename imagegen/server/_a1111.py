@@ -25,8 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..prompt.infotext import infotext_from_request, parse_infotext
 from ..request import ControlNetUnit, GenerateRequest, HiresFix, ImageInput
 from ..samplers import SAMPLERS, SCHEDULE_TYPES, split_sampler
-from ._app import Job, ServerState, refusal_from
 from ._security import Refusal
+from ._state import Job, ServerState, refusal_from
 
 # Router aliases offered as pseudo-checkpoints, so a WebUI client can pick "let the router decide".
 ROUTER_CHECKPOINTS = {"auto": None, "cheapest": "cost", "best": "quality", "fastest": "speed",

@@ -25,10 +25,7 @@ def serve_command(
     public_url: Optional[str] = typer.Option(None, help="Base of image URLs when behind a proxy."),
 ) -> None:
     """Serve the router as the OpenAI Images API (/v1/images/*) and AUTOMATIC1111's API (/sdapi/v1/*)."""
-    try:  # the CLI's shared helpers (moving from cli.py to cli_support.py)
-        from ..cli_support import err, make_client, run_guarded
-    except ImportError:  # pragma: no cover - before the move
-        from ..cli import err, make_client, run_guarded  # type: ignore[no-redef]
+    from ..cli_support import err, make_client, run_guarded
     from ..errors import ConfigError
 
     def job() -> None:

@@ -20,8 +20,8 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..request import GenerateRequest
-from ._app import ServerState, refusal_from
 from ._security import Refusal
+from ._state import ServerState, refusal_from
 
 ALIASES: dict[str, str | None] = {"auto": None, "default": None, "cheapest": "cost", "best": "quality",
                                   "fastest": "speed", "balanced": "balanced"}
