@@ -26,8 +26,15 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from imagegen.errors import ConfigError, FineTuneError, ProviderError, UnknownOutcomeError
-from imagegen.finetune import REDACTED, TERMINAL, JobContext, TrainingEstimate, check_safetensors
-from imagegen.finetune._request import scrub
+from imagegen.finetune import (
+    NAMED_INPUTS,
+    REDACTED,
+    TERMINAL,
+    JobContext,
+    TrainingEstimate,
+    check_safetensors,
+    scrub,
+)
 
 from ._downloads import fetch_output
 from ._schemas import finetune_card
@@ -198,8 +205,6 @@ class ReplicateTrainer:
         """The trainer's ``input``: every named setting, explicit, and the extra inputs, with
         secrets filled in from this process (the store never has them)."""
         request = job.request
-        from imagegen.finetune._request import NAMED_INPUTS
-
         values = {name: request.get(name) for name in NAMED_INPUTS if request.get(name) is not None}
         extra = dict(request.get("extra_inputs") or {})
         for name, value in extra.items():
