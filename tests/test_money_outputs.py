@@ -222,3 +222,18 @@ def test_every_failure_is_an_imagegen_error():
         fake.faults = Faults(output_body=b"\x89PNG\r\n\x1a\n garbage")
         with client_for(fake) as gen, pytest.raises(ImageGenError, match="does not decode"):
             gen.generate(GenerateRequest(prompt="a fox", seed=1, model=DEV))
+
+
+def test_a_failed_per_second_prediction_is_charged_for_the_time_it_ran():
+    with FakeReplicate(processing_time_s=0.05) as fake:
+        version = fake.add_model("fake-user/my-lora")
+        fake.prediction_error = "CUDA out of memory"
+        gen = client_for(fake, budget=1.0)
+        model = f"replicate:fake-user/my-lora:{version.id}"
+        with gen, pytest.raises(NoRouteError, match="CUDA out of memory"):
+            gen.generate(GenerateRequest(prompt="TOK dog", seed=1, model=model))
+        (job,) = fake.predictions.values()
+        ran = float((fake._job_json(job).get("metrics") or {}).get("predict_time") or 0.0)
+    assert ran > 0
+    assert gen.spent_usd == pytest.approx(ran * 0.001525, abs=1e-6)
+    assert gen.usage[model]["cost_usd"] == pytest.approx(gen.spent_usd)

@@ -232,7 +232,12 @@ class _Run:
         status = prediction.get("status")
         if status != "succeeded" and not (status == "processing" and outputs_complete(
                 prediction, len(planned.seeds))):
-            raise _failure(prediction)
+            error = _failure(prediction)
+            if status in ("failed", "canceled"):  # billed for what ran (per-second models)
+                charge = self.card.price.charge(prediction.get("metrics"), tier=self.plan.tier(self.card))
+                if charge:
+                    error.cost_usd, error.prediction_ids = charge, [prediction["id"]]
+            raise error
         outputs = prediction["output"]
         urls = outputs if isinstance(outputs, list) else [outputs]
         if len(urls) < len(planned.seeds):
@@ -325,10 +330,15 @@ class _Run:
             undelivered.extend({"prediction_id": one.prediction["id"],
                                 "url": None if url.startswith("data:") else url,
                                 "error": str(exc)} for url, exc in one.undelivered)
-        cost = round(cost, 6)
+        charged_errors = [e for e in errors if isinstance(e, ProviderError) and e.cost_usd]
+        cost = round(cost + sum(e.cost_usd for e in charged_errors), 6)
+        ids += [pid for e in charged_errors for pid in e.prediction_ids]
         if not images:
             if not paid:
-                raise errors[0]
+                first = errors[0]
+                if isinstance(first, ProviderError) and charged_errors:
+                    first.cost_usd, first.prediction_ids = cost, ids  # all that was billed
+                raise first
             causes = [exc for one in paid for _, exc in one.undelivered] + errors
             paid_ids = ", ".join(ids)
             raise ProviderError(
