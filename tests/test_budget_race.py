@@ -123,3 +123,37 @@ def test_per_second_models_hold_twice_their_estimate():
     assert gen.spent_usd == pytest.approx(0.0125) and gen.spent_usd <= gen.budget_usd
     with pytest.raises(BudgetExceededError):
         gen.generate("a kite", seed=2)
+
+
+def test_twenty_threads_through_the_emulator_never_overspend(busy_switching):
+    from imagegen.providers.replicate import CallPolicy, ReplicateProvider
+
+    from imagegen.settings import Settings
+    from imagegen.testing import FakeReplicate
+
+    with FakeReplicate(processing_time_s=0.01) as fake:
+        settings = Settings(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url)
+        for trial in range(5):
+            provider = ReplicateProvider(settings, policy=CallPolicy(poll_initial_s=0.01))
+            gen = ImageGen(providers=[provider], settings=settings, budget_usd=0.06)
+            before = len(fake.predictions)
+            start = threading.Barrier(20)
+            outcomes: list[str] = []
+
+            def one(i: int) -> None:
+                start.wait()
+                try:
+                    gen.generate("a kite", seed=i, model="replicate:black-forest-labs/flux-dev")
+                    outcomes.append("served")
+                except BudgetExceededError:
+                    outcomes.append("refused")
+
+            workers = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+            gen.close()
+            made = len(fake.predictions) - before
+            assert (outcomes.count("served"), made) == (2, 2), trial  # $0.025 each: two fit
+            assert gen.spent_usd == pytest.approx(0.05) and gen.spent_usd <= 0.06
