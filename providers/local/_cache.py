@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ._components import load_controlnet
 from ._device import free_memory
-from ._loading import load_checkpoint, load_controlnet
+from ._loading import load_checkpoint
 from ._model import LoadedModel
 
 

@@ -117,12 +117,12 @@ def generate_flow(provider: Any, prepared: Prepared, progress: Callable | None =
     from imagegen.result import GeneratedImage, GenerateResult
 
     from ..base import Progress
-    from ._device import pick_device
+    from ._device import cpu_threads_for, pick_device
     from ._files import resolve_checkpoint, resolve_lora
     from ._flow_cards import lora_of
     from ._flow_loading import find_base, transformer_bytes, weights_bytes
     from ._memory import choose_memory
-    from ._provider import _cpu_threads_for, options
+    from ._options import options
 
     request, card, plan = prepared.request, prepared.card, prepared.plan
     started = time.perf_counter()
@@ -156,7 +156,7 @@ def generate_flow(provider: Any, prepared: Prepared, progress: Callable | None =
     model.apply_memory(model.base, memory.switches())
     if plan.kind != "txt2img":
         model.apply_memory(model.pipeline(plan.kind), memory.switches())
-    with _cpu_threads_for(model.base, device):
+    with cpu_threads_for(model.base, device):
         images, gpu_seconds = run_flow(model, plan, init, mask, references, progress)
 
     texts = infotexts(provider, request, model, plan, lora_files)

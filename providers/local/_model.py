@@ -12,6 +12,7 @@ from typing import Any
 
 from imagegen.errors import ModelLoadError
 
+from ._components import load_vae
 from ._embeddings import Embeddings
 
 # (family, kind, with ControlNet) -> diffusers pipeline class name
@@ -117,8 +118,6 @@ class LoadedModel:
             return
         if self.baked_vae is None:
             self.baked_vae = self.base.vae
-        from ._loading import load_vae
-
         vae = self.baked_vae if source is None else load_vae(source, self)
         for pipe in [self.base, *self.variants.values()]:
             pipe.register_modules(vae=vae)

@@ -11,19 +11,17 @@ import random
 import re
 import threading
 import time
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imagegen.catalog import Capabilities, Elo, ModelCard, Price
-from imagegen.errors import ConfigError, ModelLoadError
+from imagegen.errors import ModelLoadError
 from imagegen.prompt.translate import sd_prompt_text, split_sd_prompt, unsupported_midjourney_options
 from imagegen.request import SEED_MAX
 
 from ..base import BaseProvider, Prepared, ProgressCallback, runnable
+from ._device import cpu_threads_for
 from ._embeddings import find_embeddings, mentioned
 from ._families import is_flow
 from ._files import (
@@ -36,6 +34,7 @@ from ._files import (
     resolve_vae,
 )
 from ._flow_cards import flow_card, prepare_flow
+from ._options import options
 from ._schedulers import choose_scheduler
 
 if TYPE_CHECKING:
@@ -46,13 +45,6 @@ DEMO_DIR = Path(str(resources.files("imagegen"))) / "models" / "demo"  # shipped
 DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's default "Sampling method"
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
-OPTIONS = {  # provider_options["local"] keys -> expected type
-    "attention_slicing": bool, "vae_tiling": bool, "vae_slicing": bool, "cpu_offload": bool,
-    "dtype": str, "config": str,
-    # flow-match models (FLUX.1, FLUX.2, SD 3.5): see _memory and _flow_plan
-    "offload": str, "quantize": str, "base": str, "true_cfg_scale": (int, float),
-}
-DTYPES = ("float16", "bfloat16", "float32")
 _PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no charge", date="2026-11-24")
 _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", "demo": "imagegen demo model"}
 
@@ -107,10 +99,21 @@ class LocalProvider(BaseProvider):
         from ._families import checkpoint_family, is_lora_file
 
         if is_lora_file(path):  # a trained LoRA as the model: its base with the LoRA on
+            from ._kohya import trained_base
+
+            base = trained_base(path)  # one this adapter trained (SD 1.x / SDXL) names its base
+            if base is not None:
+                return _card(model, checkpoint_family(base), "finetune", f"{path.stem} (LoRA on {base.name})")
             from ._flow_cards import lora_card
 
             return lora_card(model, path, self.settings.models_dir)
         return _card(model, checkpoint_family(path), "user", path.name)
+
+    def trainer(self) -> Any:
+        """The local LoRA trainer (`_train.LocalTrainer`): SD 1.x / SDXL, kohya settings."""
+        from ._train import LocalTrainer
+
+        return LocalTrainer(self.settings, card_for=self.card_for)
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -155,6 +158,11 @@ class LocalProvider(BaseProvider):
         path = DEMO_DIR if card.model == "demo" else resolve_checkpoint(card.model, self.settings.models_dir)
         if path is None:
             raise ModelLoadError(f"checkpoint {card.model!r} not found in {self.settings.models_dir}")
+        own_lora = None
+        if card.kind == "finetune" and path.suffix == ".safetensors":  # a LoRA we trained, on its base
+            from ._kohya import trained_base
+
+            own_lora, path = path, trained_base(path) or path
         device, dtype = pick_device(self.settings.device)
         dtype = opts.get("dtype", dtype)
         offload = bool(opts.get("cpu_offload", False))
@@ -171,7 +179,7 @@ class LocalProvider(BaseProvider):
         prompt, loras, notes = split_sd_prompt(request)
         warnings += notes
         lora_files = [(resolve_lora(lora.name, self.settings.models_dir), lora.weight) for lora in loras]
-        model.set_loras(lora_files)
+        model.set_loras(([(own_lora, 1.0)] if own_lora is not None else []) + lora_files)
         vae_path = resolve_vae(request.vae, self.settings.models_dir)
         model.set_vae(vae_path)
         wanted = mentioned(find_embeddings(self.settings.models_dir), prompt, request.negative_prompt)
@@ -181,7 +189,7 @@ class LocalProvider(BaseProvider):
         spec, size = self._spec(request, model, prompt, warnings)
         model.apply_memory(model.base, opts)
         run = Run(model, spec, progress, self._upscalers)
-        with _cpu_threads_for(model.base, device):
+        with cpu_threads_for(model.base, device):
             output = run.execute()
         warnings += output.warnings
 
@@ -313,50 +321,3 @@ def _request_warnings(request: GenerateRequest) -> list[str]:
         warnings.append("hires fix ignored: it applies to txt2img only, as in A1111")
     warnings += unsupported_midjourney_options(request)
     return warnings
-
-
-def options(request: GenerateRequest) -> dict[str, Any]:
-    """provider_options["local"], checked: an unknown key or a wrong type names the key."""
-    raw = request.provider_options.get("local", {}) or {}
-    for key, value in raw.items():
-        if key not in OPTIONS:
-            raise ConfigError(f"unknown provider_options['local'] key {key!r}; valid keys: {', '.join(OPTIONS)}")
-        if not isinstance(value, OPTIONS[key]) or isinstance(value, bool) and OPTIONS[key] is not bool:
-            kind = "number" if isinstance(OPTIONS[key], tuple) else OPTIONS[key].__name__
-            raise ConfigError(f"provider_options['local'][{key!r}] must be a {kind}, got {value!r}")
-    if "dtype" in raw and raw["dtype"] not in DTYPES:
-        raise ConfigError(f"provider_options['local']['dtype'] must be one of {', '.join(DTYPES)}")
-    if "config" in raw and not (Path(raw["config"]) / "model_index.json").is_file():
-        raise ConfigError(f"provider_options['local']['config']: {raw['config']} has no model_index.json")
-    return dict(raw)
-
-
-# Below this many UNet weights a model is "tiny" (the demo model, test models).
-_TINY_UNET_PARAMS = 20_000_000
-
-
-_TINY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # denoiser -> tiny? (counted once)
-
-
-def _is_tiny(denoiser: Any) -> bool:
-    if denoiser not in _TINY:
-        _TINY[denoiser] = sum(p.numel() for p in denoiser.parameters()) <= _TINY_UNET_PARAMS
-    return _TINY[denoiser]
-
-
-@contextmanager
-def _cpu_threads_for(pipe: Any, device: str) -> Iterator[None]:
-    """Run tiny models on one CPU thread. Their thousands of small ops gain nothing from
-    intra-op threads, and on a busy CPU each op's thread barrier made the demo model ~50x
-    slower (0.7 s vs 50 s for 20 steps, measured on 2 cores with another job running)."""
-    import torch
-
-    if device != "cpu" or not _is_tiny(getattr(pipe, "unet", None) or pipe.transformer):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
