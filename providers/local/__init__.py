@@ -2,8 +2,9 @@
 
 Modules: `_provider` (the Provider: cards, checks, one request to a run), `_files` (finding
 checkpoints, LoRAs, VAEs and embeddings by name), `_families` (a checkpoint's family, read from
-its weights), `_loading` (offline loading), `_model` (a loaded checkpoint: its pipelines, LoRAs,
-VAE and memory switches), `_cache` (the warm cache), `_device` (device and dtype), `_run` (one
+its weights), `_loading` (offline loading), `_components` (VAE overrides and ControlNets),
+`_model` (a loaded checkpoint: its pipelines, LoRAs, VAE and memory switches), `_cache` (the
+warm cache), `_device` (device, dtype, CPU threads), `_options` (provider_options), `_run` (one
 pipeline call: seeds, hires fix, progress), `_prompt` (A1111 prompt weighting on our own
 embedding path), `_schedulers` (A1111 sampler names to diffusers), `_embeddings`, `_upscale`,
 `_openpose`, `_configs` (the component configs shipped for offline loading).
