@@ -305,8 +305,8 @@ def elo_for(card: ModelCard, catalog: CatalogData | None = None) -> Elo:
             return twin
     if card.provider != "local":
         return card.elo
-    prior = local_elo_prior(card.family, catalog)
-    return prior if prior.value is not None else card.elo
+    prior = (catalog or _shipped()).local_elo_priors.get(card.family)
+    return prior if prior is not None and prior.value is not None else card.elo
 
 
 SHARED_ELO = "same weights"  # how a shared Elo's source starts

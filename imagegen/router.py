@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -129,6 +129,7 @@ class Router:
         self.home = home
         self._user_ratings = user_ratings if callable(user_ratings) else dict(user_ratings or {})
         self._override_cache: tuple[CatalogData, dict[str, ModelCard]] | None = None
+        self._shipped_elo: dict[str, Any] = {}  # card id -> (its Elo object, (value, note)); "" -> table
         self.health = health or Health(clock=clock, failure_threshold=failure_threshold,
                                        cooldown_s=cooldown_s, latency_alpha=latency_alpha)
 
@@ -177,14 +178,26 @@ class Router:
     def _elo_resolver(self, policy: RoutePolicy,
                       cards: list[ModelCard]) -> Callable[[ModelCard], tuple[float | None, str]]:
         catalog = self._priors()
+        memo = self._shipped_elo
+        if memo.get("") is not catalog:  # a new table: what was worked out no longer holds
+            memo.clear()
+            memo[""] = catalog
 
         def shipped(card: ModelCard) -> tuple[float | None, str]:
+            # Worked out once per card (and its Elo object) while the table stays the same: a
+            # card sharing another's weights would otherwise search the whole table each time.
+            known = memo.get(card.id)
+            if known is not None and known[0] is card.elo:
+                return known[1]
             elo = elo_for(card, catalog)
             if elo.value is None:
-                return None, ""
-            label = "shipped" if elo is card.elo else (
-                elo.source.split(":")[0] if elo.source.startswith(SHARED_ELO) else f"{card.family} prior")
-            return elo.value, _dated(label, elo.date)
+                found: tuple[float | None, str] = (None, "")
+            else:
+                label = "shipped" if elo is card.elo else (
+                    elo.source.split(":")[0] if elo.source.startswith(SHARED_ELO) else f"{card.family} prior")
+                found = (elo.value, _dated(label, elo.date))
+            memo[card.id] = (card.elo, found)  # the Elo object is held, so its id is never reused
+            return found
 
         if policy.elo_source == "shipped":
             return shipped
@@ -261,6 +274,7 @@ class Router:
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
         health = self.health
         cooling_now = health.cooling_now()
+        observed = health.observed_latencies()
         candidates: list[Candidate] = []
         excluded: list[Exclusion] = []
         for card, verdict in zip(cards, verdicts, strict=True):
@@ -274,8 +288,9 @@ class Router:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
             cost = verdict.cost_usd or 0.0
-            live = card.latency_source.startswith(LIVE_LATENCY)
-            latency = (card.latency_s if live else health.latency(card.id, card.latency_s)[0]) * count
+            seen = observed.get(card.id) if observed else None
+            latency = (card.latency_s if seen is None or card.latency_source.startswith(LIVE_LATENCY)
+                       else seen[0]) * count
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"

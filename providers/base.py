@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from imagegen.catalog import image_misses
+from imagegen.catalog import MEGAPIXEL, image_misses
 
 if TYPE_CHECKING:
     from imagegen.catalog import ModelCard
@@ -36,7 +36,7 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class Prepared:
     """One card's answer to one request, worked out once: what it cannot honour (``missing``
     excludes the card), what it changes or ignores (``warnings``), the estimated cost of the
@@ -149,8 +149,15 @@ def price_estimate(card: ModelCard, width: int, height: int, images: int) -> flo
     """USD for ``images`` images at ``width`` x ``height`` from the card's price units (per run,
     image, megapixel, GPU second)."""
     # One prediction per image, no input images: an adapter that knows better prices its plan.
-    return card.price.estimate(images=images, output_pixels=width * height, runs=images,
-                               gpu_seconds=card.latency_s * images)
+    price = card.price
+    if not price.tiers and price.megapixel_rounding == "exact":  # the common case, priced inline
+        # the same sum, in the same order, as Price.estimate
+        cost = (price.per_run * images + price.per_image * images
+                + price.per_megapixel * (width * height / MEGAPIXEL) * images
+                + price.per_gpu_second * (card.latency_s * images))
+        return round(cost, 6)
+    return price.estimate(images=images, output_pixels=width * height, runs=images,
+                          gpu_seconds=card.latency_s * images)
 
 
 def check_capabilities(request: GenerateRequest, card: ModelCard,
@@ -164,7 +171,8 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
     caps = card.capabilities
     result = Prepared(card, request)
     hard = result.missing
-    hard.extend(image_misses(n, caps))  # init image (img2img, inpaint, edit), references
+    if n.init_image or n.reference_images or not caps.txt2img:  # (most requests: text alone)
+        hard.extend(image_misses(n, caps))  # init image (img2img, inpaint, edit), references
     if n.controlnet and not caps.controlnet:
         hard.append("has no ControlNet")
     if n.lora and not caps.lora:
