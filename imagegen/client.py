@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .result import GenerateResult
 
 log = logging.getLogger("imagegen")
+OVER_BUDGET = "over the budget left"  # how a budget exclusion's reason starts
 
 
 class ImageGen:
@@ -132,8 +133,8 @@ class ImageGen:
                 f"{cheapest.card.id}, the cheapest model for this request, would cost about "
                 f"${cheapest.cost_usd:.4f}; ${remaining:.4f} of the ${self.budget_usd:.2f} budget is left",
                 estimate_usd=cheapest.cost_usd, remaining_usd=remaining)
-        over = [Exclusion(c.card, f"would cost about ${c.cost_usd:.4f}; ${remaining:.4f} of the "
-                                  f"${self.budget_usd:.2f} budget is left")
+        over = [Exclusion(c.card, f"{OVER_BUDGET}: would cost about ${c.cost_usd:.4f}; ${remaining:.4f} "
+                                  f"of the ${self.budget_usd:.2f} budget is left")
                 for c in decision.candidates if self._hold_for(c) > remaining + 1e-12]
         return decision.model_copy(update={"chosen": fits[0].card, "candidates": fits,
                                            "excluded": [*decision.excluded, *over]})
@@ -177,7 +178,7 @@ class ImageGen:
             finally:
                 self._release_budget(reserved)
             return self._finish(result, request, candidate, decision, errors, started)
-        raise NoRouteError("every candidate failed", errors)
+        raise NoRouteError("every candidate failed", errors + _over_budget(decision))
 
     async def agenerate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
                         progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
@@ -205,7 +206,7 @@ class ImageGen:
             finally:
                 self._release_budget(reserved)
             return self._finish(result, request, candidate, decision, errors, started)
-        raise NoRouteError("every candidate failed", errors)
+        raise NoRouteError("every candidate failed", errors + _over_budget(decision))
 
     # -- bulk (imagegen.bulk) --------------------------------------------------------
 
@@ -410,3 +411,8 @@ class ImageGen:
         if counted != cost_usd:
             self.record_spend(card_id, cost_usd - (counted or 0.0), calls=int(counted is None))
             self._finetune_charges[job_id] = cost_usd
+
+
+def _over_budget(decision: RouteDecision) -> list[tuple[str, str]]:
+    """The candidates the budget ruled out, for the error when every other one failed."""
+    return [(e.card.id, e.reason) for e in decision.excluded if e.reason.startswith(OVER_BUDGET)]

@@ -159,9 +159,10 @@ def test_the_demo_notice_reaches_the_result_warnings():
 def test_the_budget_refuses_before_a_fallback_would_overspend():
     cheap, dear = ScriptedProvider("cheap", 0.01, errors=[flaky()]), ScriptedProvider("dear", 0.05)
     gen = client(cheap, dear, budget_usd=0.03)
-    with pytest.raises(BudgetExceededError, match="dear:model would cost about \\$0.0500"):
+    with pytest.raises(NoRouteError, match="dear:model: over the budget left: would cost about \\$0.0500") as caught:
         gen.generate("x")
     assert dear.calls == 0
+    assert [card for card, _ in caught.value.excluded] == ["cheap:model", "dear:model"]
 
 
 async def test_concurrent_calls_share_the_budget_instead_of_each_seeing_all_of_it():
