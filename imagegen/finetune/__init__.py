@@ -13,7 +13,7 @@ from imagegen.errors import FineTuneError, FineTuneTimeout, JobStoreError
 
 from ._dataset import Dataset, DatasetImage, load_dataset, safe_stem
 from ._job import FineTuneJob, JobStore, start_finetune
-from ._request import NAMED_INPUTS, REDACTED, FineTuneRequest, mask_secrets, scrub
+from ._request import NAMED_INPUTS, REDACTED, FineTuneRequest, LocalTrainOptions, mask_secrets, scrub
 from ._store import (
     BEFORE_START,
     NOT_STARTED,
@@ -28,6 +28,6 @@ from ._trainer import JobContext, Trainer, TrainingEstimate, pick_trainer, train
 __all__ = [
     "BEFORE_START", "NAMED_INPUTS", "NOT_STARTED", "REDACTED", "TERMINAL", "Dataset", "DatasetImage", "FineTuneError",
     "FineTuneJob", "FineTuneRequest", "FineTuneTimeout", "JobContext", "JobDatabase", "JobRecord",
-    "JobStore", "JobStoreError", "Trainer", "TrainingEstimate", "check_safetensors", "finetune_cards",
+    "JobStore", "JobStoreError", "LocalTrainOptions", "Trainer", "TrainingEstimate", "check_safetensors", "finetune_cards",
     "load_dataset", "mask_secrets", "pick_trainer", "safe_stem", "scrub", "start_finetune", "trainers_of",
 ]

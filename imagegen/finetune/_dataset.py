@@ -28,6 +28,7 @@ MIN_SIDE_PX = 256  # below this an image is an error: the trainer's smallest buc
 RECOMMENDED_SIDE_PX = 512  # below this, a warning: it gets upscaled for the 512 bucket
 RECOMMENDED_COUNT = 10  # "≥10 images recommended" (research note on cloud trainers §7.3)
 _ZIP_ENTRY_OVERHEAD = 128  # local header + central directory entry, generous
+REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")  # kohya_ss: "<repeats>_<name>" subfolders
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed, so the same dataset always zips to the same bytes
 
 
@@ -187,7 +188,14 @@ def _scan_folder(folder: Path, found: _Found, problems: list[str], warnings: lis
         if _hidden(path.name):
             continue
         if path.is_dir():
-            warnings.append(f"{path}: subfolder ignored (only files directly in {folder} are used)")
+            if REPEATS_FOLDER.match(path.name):  # kohya's "10_name": its images, repeated 10 times
+                for inner in sorted(path.iterdir()):
+                    if inner.is_file() and not _hidden(inner.name):
+                        key = f"{path.name}/{inner.stem}"
+                        _sort_entry(found, _Entry(str(inner), key, inner.name, inner.read_bytes), problems)
+                continue
+            warnings.append(f"{path}: subfolder ignored (only files directly in {folder} and in "
+                            f"kohya-style '<repeats>_<name>' folders are used)")
             continue
         _sort_entry(found, _Entry(str(path), path.stem, path.name, path.read_bytes), problems)
 

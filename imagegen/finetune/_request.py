@@ -32,6 +32,67 @@ NAMED_INPUTS = ("trigger_word", "steps", "lora_rank", "learning_rate", "batch_si
                 "optimizer")
 
 
+LOCAL_OPTIMIZERS = ("AdamW", "AdamW8bit", "Prodigy")
+LR_SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+_KOHYA_OPTIMIZERS = {"adamw": "AdamW", "adamw8bit": "AdamW8bit", "prodigy": "Prodigy"}
+
+
+class LocalTrainOptions(BaseModel):
+    """The local trainer's settings, in kohya_ss (sd-scripts) vocabulary. ``None``: taken from
+    the request's common field (``network_dim`` from ``lora_rank``, ``unet_lr`` from
+    ``learning_rate``, ``max_train_steps`` from ``steps``, ``train_batch_size`` from
+    ``batch_size``) or the base model (``resolution``: its native size)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    network_dim: int | None = Field(None, ge=1, le=256)
+    network_alpha: float | None = Field(None, gt=0, le=1024)  # None: network_dim (scale 1)
+    unet_lr: float | None = Field(None, gt=0, le=1)
+    text_encoder_lr: float = Field(0.0, ge=0, le=1)  # 0: the text encoders are not trained
+    optimizer: Literal[LOCAL_OPTIMIZERS] | None = None  # type: ignore[valid-type]  # None: AdamW
+    lr_scheduler: Literal[LR_SCHEDULERS] = "constant"  # type: ignore[valid-type]
+    lr_warmup_steps: int = Field(0, ge=0)
+    max_train_steps: int | None = Field(None, ge=1, le=100_000)
+    max_train_epochs: int | None = Field(None, ge=1, le=10_000)  # wins over max_train_steps
+    train_batch_size: int | None = Field(None, ge=1, le=64)
+    resolution: int | None = Field(None, ge=64, le=4096, multiple_of=8)
+    enable_bucket: bool = False
+    min_bucket_reso: int = Field(256, ge=32, le=4096, multiple_of=8)
+    max_bucket_reso: int = Field(1024, ge=32, le=4096, multiple_of=8)
+    bucket_reso_steps: int = Field(64, ge=8, le=256, multiple_of=8)
+    caption_extension: str = ".txt"
+    shuffle_caption: bool = False
+    keep_tokens: int = Field(0, ge=0, le=75)
+    caption_dropout_rate: float | None = Field(None, ge=0, le=1)  # None: the request's
+    flip_aug: bool = False
+    mixed_precision: Literal[MIXED_PRECISION] = "no"  # type: ignore[valid-type]
+    gradient_checkpointing: bool = False
+    cache_latents: bool = False
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    save_every_n_steps: int | None = Field(None, ge=1)  # checkpoints (resume after a crash)
+    sample_every_n_steps: int | None = Field(None, ge=1)
+    sample_prompts: list[str] = Field(default_factory=list)
+    sample_steps: int = Field(20, ge=1, le=150)
+    gpu_hour_usd: float | None = Field(None, ge=0)  # None: IMAGEGEN_GPU_HOUR_USD, else 0
+    output_name: str | None = Field(None, min_length=1, max_length=100)  # the LoRA's name in Lora/
+
+    @field_validator("caption_extension")
+    @classmethod
+    def _dot_suffix(cls, value: str) -> str:
+        if value != ".txt":
+            raise ValueError("only '.txt' captions are read (the dataset checks pair them with images)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LocalTrainOptions:
+        if self.min_bucket_reso > self.max_bucket_reso:
+            raise ValueError("min_bucket_reso is larger than max_bucket_reso")
+        if self.sample_every_n_steps and not self.sample_prompts:
+            raise ValueError("sample_every_n_steps needs sample_prompts")
+        return self
+
+
 class FineTuneRequest(BaseModel):
     """A LoRA fine-tune: a dataset, a trigger word, which trainer, where the result goes.
 
@@ -70,6 +131,8 @@ class FineTuneRequest(BaseModel):
     caption_dropout_rate: float = Field(0.05, ge=0, le=1)
     optimizer: Literal[OPTIMIZERS] = "adamw8bit"  # type: ignore[valid-type]
     extra_inputs: dict[str, Any] = Field(default_factory=dict)
+    max_hours: float | None = Field(None, gt=0)  # "auto" skips a trainer estimated to take longer
+    local: LocalTrainOptions | None = None  # kohya_ss settings for the local trainer
 
     # -- secrets never reach an error message ---------------------------------------------
 
@@ -190,6 +253,16 @@ class FineTuneRequest(BaseModel):
             if self.trainer_version not in (None, version):
                 raise ValueError("trainer_version contradicts the version in trainer_model")
             self.trainer_model, self.trainer_version = name, version
+        return self
+
+    @model_validator(mode="after")
+    def _optimizer_for_local(self) -> FineTuneRequest:
+        """An explicitly chosen ``optimizer`` also chooses the local trainer's (kohya names),
+        so a local run never silently trains with another one."""
+        if "optimizer" in self.model_fields_set and self.optimizer in _KOHYA_OPTIMIZERS:
+            local = self.local or LocalTrainOptions()
+            if local.optimizer is None:
+                self.local = local.model_copy(update={"optimizer": _KOHYA_OPTIMIZERS[self.optimizer]})
         return self
 
     @field_validator("extra_inputs")

@@ -158,7 +158,8 @@ def trainers_of(providers: Mapping[str, Any]) -> dict[str, Trainer]:
 def pick_trainer(trainers: Mapping[str, Trainer], request: FineTuneRequest,
                  dataset: Dataset) -> tuple[Trainer, TrainingEstimate]:
     """The trainer ``request.trainer`` names, or for ``"auto"`` the one ``base`` names, else
-    the first that accepts the request; with its estimate."""
+    the first that accepts the request within ``max_hours`` (the estimate's warnings say why
+    the ones before it were not used); with its estimate."""
     name = request.trainer if request.trainer != "auto" else request.base_provider
     if name is not None:
         if name not in trainers:
@@ -173,7 +174,14 @@ def pick_trainer(trainers: Mapping[str, Trainer], request: FineTuneRequest,
     refusals: list[str] = []
     for trainer_name, trainer in trainers.items():
         try:
-            return trainer, trainer.estimate(request, dataset)
+            estimate = trainer.estimate(request, dataset)
         except (FineTuneError, ConfigError) as exc:
             refusals.append(f"{trainer_name}: {exc}")
+            continue
+        if request.max_hours is not None and estimate.seconds > request.max_hours * 3600:
+            refusals.append(f"{trainer_name}: max_hours: the estimate is {estimate.seconds / 3600:.2f} h")
+            continue
+        # "auto" says why it chose this trainer: what the ones before it refused
+        estimate.warnings = [f"trainer {name_and_reason} (not used)" for name_and_reason in refusals] + estimate.warnings
+        return trainer, estimate
     raise FineTuneError("no trainer accepts this request (set trainer= to choose one)", refusals)
