@@ -448,14 +448,31 @@ def finetune_create(
     autocaption: bool = typer.Option(True),
     wait: bool = typer.Option(False, help="Wait for the training to finish, printing its status."),
     budget: Optional[float] = typer.Option(None, help="Refuse to start if the estimate exceeds this (USD)."),
+    local: bool = typer.Option(False, "--local", help="Train on this machine (trainer 'local')."),
+    option: list[str] = typer.Option([], "--option", "-o",
+                                     help="A local trainer setting in kohya_ss terms, KEY=VALUE (JSON values), "
+                                          "e.g. -o network_dim=32 -o optimizer=AdamW -o save_every_n_steps=100."),
 ) -> None:
-    """Check the dataset, upload it and start a training."""
+    """Check the dataset, upload it (cloud) and start a training."""
+    import json as _json
+
     from .finetune import FineTuneRequest
 
     def job() -> None:
-        request = FineTuneRequest(images=images, destination=destination, trainer=trainer, base=base,
-                                  trigger_word=trigger_word, steps=steps, lora_rank=lora_rank,
-                                  learning_rate=learning_rate, autocaption=autocaption)
+        settings_of_local: dict[str, Any] = {}
+        for item in option:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise typer.BadParameter(f"{item!r}: give KEY=VALUE", param_hint="--option")
+            try:
+                settings_of_local[key.strip()] = _json.loads(raw)
+            except ValueError:
+                settings_of_local[key.strip()] = raw
+        request = FineTuneRequest(images=images, destination=destination, trainer="local" if local else trainer,
+                                  base=base, trigger_word=trigger_word, steps=steps, lora_rank=lora_rank,
+                                  learning_rate=learning_rate,
+                                  **({"autocaption": autocaption} if not local else {}),
+                                  **({"local": settings_of_local} if settings_of_local else {}))
         with make_client(budget=budget) as gen:
             started = gen.finetune(request)
             _print_job(started)
