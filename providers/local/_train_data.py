@@ -87,10 +87,9 @@ def bucket_for(size: tuple[int, int], buckets: list[tuple[int, int]]) -> tuple[i
     return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ratio), -b[0] * b[1]))
 
 
-def to_tensor(image: Any, size: tuple[int, int], flip: bool) -> Any:
-    """Resize to cover ``size`` (width, height), centre-crop, optionally mirror; [-1, 1] CHW."""
+def fit(image: Any, size: tuple[int, int]) -> Any:
+    """Resize to cover ``size`` (width, height) and centre-crop: uint8 HWC, done once per image."""
     import numpy as np
-    import torch
     from PIL import Image
 
     width, height = size
@@ -98,11 +97,15 @@ def to_tensor(image: Any, size: tuple[int, int], flip: bool) -> Any:
     resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
                            Image.BICUBIC)
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
-    cropped = resized.crop((left, top, left + width, top + height))
-    if flip:
-        cropped = cropped.transpose(Image.FLIP_LEFT_RIGHT)
-    array = np.asarray(cropped, dtype=np.float32) / 127.5 - 1.0
-    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+    return np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.uint8)
+
+
+def to_tensor(pixels: Any, flip: bool) -> Any:
+    """A fitted image, optionally mirrored, as [-1, 1] float CHW."""
+    import torch
+
+    tensor = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return tensor.flip(2) if flip else tensor
 
 
 # -- the order of steps -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._train_data import Item, bucket_for, caption_for, epoch_batches, make_buckets, to_tensor
+from ._train_data import Item, bucket_for, caption_for, epoch_batches, fit, make_buckets, to_tensor
 
 UNET_TARGETS = ["to_k", "to_q", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"]  # kohya: every Linear / 1x1 conv of the transformer blocks
 TE_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
@@ -95,6 +95,8 @@ class Trainer:
         if config.threads:
             torch.set_num_threads(config.threads)
         self.unet, self.vae = pipe.unet, pipe.vae
+        # diffusers' `.dtype` walks every module (~5 ms on each call): read once
+        self.unet_dtype, self.vae_dtype = pipe.unet.dtype, pipe.vae.dtype
         self.encoders = [pipe.text_encoder] + ([pipe.text_encoder_2] if config.family == "sdxl" else [])
         self.tokenizers = [pipe.tokenizer] + ([pipe.tokenizer_2] if config.family == "sdxl" else [])
         from diffusers import DDPMScheduler
@@ -108,7 +110,10 @@ class Trainer:
             self.bucket_of = [bucket_for(item.image.size, buckets) for item in items]
         else:
             self.bucket_of = [(self.resolution, self.resolution)] * len(items)
-        self.steps_per_epoch = len(epoch_batches(items, self.bucket_of, config.batch_size, config.seed, 0))
+        self.pixels = [fit(item.image, size) for item, size in zip(items, self.bucket_of, strict=True)]
+        self._epoch: tuple[int, list[list[int]]] = (0, epoch_batches(items, self.bucket_of, config.batch_size,
+                                                                      config.seed, 0))
+        self.steps_per_epoch = len(self._epoch[1])
         self.total = (config.max_train_epochs * self.steps_per_epoch if config.max_train_epochs
                       else config.max_train_steps or 1)
         self._add_adapters()
@@ -177,7 +182,10 @@ class Trainer:
 
     def batch_for(self, step: int) -> list[int]:
         epoch, index = divmod(step, self.steps_per_epoch)
-        return epoch_batches(self.items, self.bucket_of, self.config.batch_size, self.config.seed, epoch)[index]
+        if self._epoch[0] != epoch:
+            self._epoch = (epoch, epoch_batches(self.items, self.bucket_of, self.config.batch_size,
+                                                self.config.seed, epoch))
+        return self._epoch[1][index]
 
     def _latents(self, indices: list[int], flips: list[bool], generator: Any) -> Any:
         import torch
@@ -186,17 +194,16 @@ class Trainer:
         if self.config.cache_latents:
             for index, flip in zip(indices, flips, strict=True):
                 if (index, flip) not in self.latent_cache:
-                    pixels = to_tensor(self.items[index].image, self.bucket_of[index], flip)[None]
+                    pixels = to_tensor(self.pixels[index], flip)[None]
                     cache_gen = torch.Generator().manual_seed(self.config.seed + 7 * index + flip)
                     with torch.no_grad():
-                        dist = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+                        dist = self.vae.encode(pixels.to(self.device, self.vae_dtype)).latent_dist
                         noise = torch.randn(dist.mean.shape, generator=cache_gen).to(dist.mean)
                         self.latent_cache[(index, flip)] = (dist.mean + dist.std * noise) * scale
             return torch.cat([self.latent_cache[(i, f)] for i, f in zip(indices, flips, strict=True)])
-        pixels = torch.stack([to_tensor(self.items[i].image, self.bucket_of[i], f)
-                              for i, f in zip(indices, flips, strict=True)])
+        pixels = torch.stack([to_tensor(self.pixels[i], f) for i, f in zip(indices, flips, strict=True)])
         with torch.no_grad():
-            dist = self.vae.encode(pixels.to(self.device, self.vae.dtype)).latent_dist
+            dist = self.vae.encode(pixels.to(self.device, self.vae_dtype)).latent_dist
             noise = torch.randn(dist.mean.shape, generator=generator).to(dist.mean)
             return (dist.mean + dist.std * noise) * scale
 
@@ -242,7 +249,7 @@ class Trainer:
                 width, height = self.bucket_of[indices[0]]
                 ids = torch.tensor([[height, width, 0, 0, height, width]] * len(indices), device=self.device)
                 extra["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": ids.to(states.dtype)}
-            pred = self.unet(noisy.to(self.unet.dtype), timesteps, states.to(self.unet.dtype), **extra).sample
+            pred = self.unet(noisy.to(self.unet_dtype), timesteps, states.to(self.unet_dtype), **extra).sample
         if self.noise_scheduler.config.prediction_type == "v_prediction":
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
