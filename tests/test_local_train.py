@@ -199,3 +199,48 @@ def test_auto_without_a_gpu_does_not_pick_local_and_says_why(tiny, tmp_path):
     with pytest.raises(FineTuneError, match="max_hours"):
         trainer.estimate(FineTuneRequest(images=photos, base="local:tiny", max_hours=1e-6), load_dataset(photos))
     assert LocalProvider(settings).trainer().name == "local"
+
+
+@pytest.fixture(scope="module")
+def tiny_sdxl(tmp_path_factory):
+    from tests.local_fixtures import build_sdxl_pipeline
+
+    models = tmp_path_factory.mktemp("tiny_sdxl_train") / "models"
+    build_sdxl_pipeline(models / "Stable-diffusion" / "tiny_xl")
+    return models
+
+
+def test_sdxl_trains_both_text_encoders_into_te1_te2_keys_that_diffusers_loads(tiny_sdxl, tmp_path):
+    from diffusers import StableDiffusionXLPipeline
+
+    from imagegen.providers.local._families import lora_family
+    from imagegen.providers.local._kohya import save_kohya
+    from imagegen.providers.local._train import resolve
+    from imagegen.providers.local._train_data import load_items
+    from imagegen.providers.local._train_loop import Trainer, load_pipeline
+
+    photos = make_photos(tmp_path / "photos")
+    request = FineTuneRequest(images=photos, base="local:tiny_xl", local={
+        "max_train_steps": 3, "network_dim": 2, "text_encoder_lr": 1e-4, "gradient_checkpointing": True})
+    config, _, _ = resolve(request, Settings(home=tmp_path / "home", models_dir=tiny_sdxl, device="cpu"))
+    assert config.family == "sdxl"
+    items, _ = load_items(load_dataset(photos).write_zip(tmp_path / "d.zip"), str(photos), "TOK")
+    (tmp_path / "run").mkdir()
+    trainer = Trainer(config, items, load_pipeline(config), tmp_path / "run")
+    outcome = trainer.run()
+    assert len(outcome.losses) == 3 and all(np.isfinite(outcome.losses))
+    prefixes = {key.split("_")[1] for key in outcome.lora}
+    assert prefixes == {"unet", "te1", "te2"}
+    path = save_kohya(tmp_path / "xl.safetensors", outcome.lora, {"ss_base_model_version": "sdxl_base_v1-0"})
+    assert lora_family(path) == "sdxl"
+    pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl / "Stable-diffusion" / "tiny_xl")
+    pipe.load_lora_weights(str(path))
+    sample = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(0))
+    states = torch.randn((1, 77, 32), generator=torch.Generator().manual_seed(1))
+    extra = {"text_embeds": torch.zeros((1, 16)), "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]])}
+    with torch.no_grad():
+        ours = trainer.unet(sample, torch.tensor([500]), states, added_cond_kwargs=extra).sample
+        theirs = pipe.unet(sample, torch.tensor([500]), states, added_cond_kwargs=extra).sample
+        pipe.disable_lora()
+        without = pipe.unet(sample, torch.tensor([500]), states, added_cond_kwargs=extra).sample
+    assert torch.allclose(ours, theirs, atol=1e-6) and not torch.allclose(ours, without, atol=1e-6)
