@@ -46,6 +46,7 @@ def connect(address: str, timeout_s: float = 20.0) -> Any:
     if ray.is_initialized():
         return ray
     outcome: dict[str, BaseException] = {}
+    done = threading.Event()
 
     def init() -> None:
         try:
@@ -55,11 +56,18 @@ def connect(address: str, timeout_s: float = 20.0) -> Any:
             ray.init(target, **kwargs)
         except BaseException as exc:  # reported to the caller below
             outcome["error"] = exc
+        done.set()
+        if target is None and "error" not in outcome:
+            # The processes of a Ray started here die with the thread that started them (Linux
+            # parent-death signal): this thread stays parked for the life of the process.
+            threading.Event().wait()
 
-    thread = threading.Thread(target=init, name="imagegen-ray-connect", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
+    if target is None and threading.current_thread() is threading.main_thread():
+        init()  # starting locally cannot hang on the network; the main thread outlives Ray
+    else:
+        threading.Thread(target=init, name="imagegen-ray", daemon=True).start()
+        done.wait(timeout_s if target is not None else max(timeout_s, 120.0))
+    if not done.is_set():
         raise ProviderError(f"could not reach Ray at {address!r} within {timeout_s:g} s",
                             provider="ray", scope="provider")
     if "error" in outcome:

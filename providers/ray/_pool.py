@@ -178,16 +178,24 @@ class Pool:
         if progress is None and cancel is None:
             return ray.get(ref)
         seen = 0
-        cancelling = False
+        stopped: BaseException | None = None  # what the caller stopped with
         while True:
-            ready, _ = ray.wait([ref], timeout=POLL_S)
-            if ready:
-                reply = ray.get(ref)
-                if progress is not None and not cancelling:
+            try:
+                ready, _ = ray.wait([ref], timeout=POLL_S)
+                reply = ray.get(ref) if ready else None
+            except self._death_errors():
+                if stopped is not None:
+                    raise stopped from None  # cancelled anyway: nothing to run again
+                raise
+            if reply is not None:
+                if stopped is not None:
+                    worker.warm = [(k, tuple(v)) for k, v in reply.get("warm", worker.warm)]
+                    raise stopped
+                if progress is not None:
                     for event in reply.get("events", [])[seen:]:
-                        progress(event)  # a UserCancelledError raised here comes too late to matter
+                        progress(event)  # the run is over: a cancel here comes too late to matter
                 return reply
-            if cancelling:
+            if stopped is not None:
                 continue
             try:
                 if cancel is not None and cancel.is_set():
@@ -197,9 +205,11 @@ class Pool:
                     for event in events:
                         seen += 1
                         progress(event)
-            except errors.UserCancelledError:
-                worker.actor.cancel.remote(run_id)  # the worker stops at its next step
-                cancelling = True
+            except self._death_errors():
+                raise
+            except BaseException as exc:  # the callback stopped it (or failed): so does the worker
+                worker.actor.cancel.remote(run_id)  # it stops at its next step, then is free again
+                stopped = exc
 
     def _finish(self, reply: dict[str, Any], worker: Worker, key: str, images: int, attempts: list[str],
                 queued_at: float) -> GenerateResult:
