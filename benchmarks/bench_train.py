@@ -35,10 +35,11 @@ def make_photos(folder: Path, count: int = 4) -> Path:
 
 def ours(models_dir: Path, photos: Path, work: Path, steps: int, rank: int) -> float:
     """Steps/s of our trainer (setup excluded: the loop only)."""
-    from imagegen.finetune import FineTuneRequest, load_dataset
     from imagegen.providers.local._train import resolve
     from imagegen.providers.local._train_data import load_items
     from imagegen.providers.local._train_loop import Trainer, load_pipeline
+
+    from imagegen.finetune import FineTuneRequest, load_dataset
     from imagegen.settings import Settings
 
     request = FineTuneRequest(images=photos, base="local:tiny", caption_dropout_rate=0.0,
@@ -59,10 +60,9 @@ def plain(pipeline_dir: Path, photos: Path, steps: int, rank: int) -> float:
     import torch
     import torch.nn.functional as F
     from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from imagegen.providers.local._train_loop import UNET_TARGETS
     from peft import LoraConfig
     from PIL import Image
-
-    from imagegen.providers.local._train_loop import UNET_TARGETS
 
     pipe = StableDiffusionPipeline.from_pretrained(pipeline_dir, safety_checker=None, requires_safety_checker=False)
     unet, vae, text_encoder, tokenizer = pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer
@@ -106,8 +106,8 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     args = parser.parse_args()
     import torch
-
     from imagegen.providers.local._loading import quiet_libraries
+
     from tests.local_fixtures import build_all
 
     torch.set_num_threads(1)

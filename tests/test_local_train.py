@@ -2,13 +2,12 @@
 falls, the LoRA moves generations toward the training images, the kohya file is right and
 loads in diffusers as in our adapter, and bad settings are refused before any compute."""
 
-import json
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from imagegen import FineTuneError, GenerateRequest, ImageGen, Settings
+from imagegen import FineTuneError, ImageGen, Settings
 from imagegen.finetune import FineTuneRequest, load_dataset
 
 torch = pytest.importorskip("torch")
@@ -212,7 +211,6 @@ def tiny_sdxl(tmp_path_factory):
 
 def test_sdxl_trains_both_text_encoders_into_te1_te2_keys_that_diffusers_loads(tiny_sdxl, tmp_path):
     from diffusers import StableDiffusionXLPipeline
-
     from imagegen.providers.local._families import lora_family
     from imagegen.providers.local._kohya import save_kohya
     from imagegen.providers.local._train import resolve
@@ -244,3 +242,22 @@ def test_sdxl_trains_both_text_encoders_into_te1_te2_keys_that_diffusers_loads(t
         pipe.disable_lora()
         without = pipe.unet(sample, torch.tensor([500]), states, added_cond_kwargs=extra).sample
     assert torch.allclose(ours, theirs, atol=1e-6) and not torch.allclose(ours, without, atol=1e-6)
+
+
+def test_auto_goes_to_the_cloud_without_a_gpu_and_the_job_says_why(tiny, tmp_path):
+    from imagegen.providers.local import LocalProvider
+    from imagegen.providers.replicate import ReplicateProvider
+    from imagegen.testing import FakeReplicate
+
+    photos = make_photos(tmp_path / "photos", count=10)
+    with FakeReplicate(training_time_s=0.1) as fake:
+        settings = Settings(home=tmp_path / "home", models_dir=tiny.models_dir, device="cpu",
+                            replicate_api_token=fake.api_token, replicate_base_url=fake.base_url)
+        gen = ImageGen(providers=[LocalProvider(settings), ReplicateProvider(settings)], settings=settings)
+        job = gen.finetune(FineTuneRequest(images=photos, destination="fake-user/auto-lora", steps=10))
+        assert job.trainer == "replicate"
+        (why,) = [w for w in job.warnings if w.startswith("trainer local")]
+        assert "no suitable GPU" in why and why.endswith("(not used)")
+        with pytest.raises(FineTuneError) as exc_info:  # neither fits an hour's millionth
+            gen.finetune(FineTuneRequest(images=photos, destination="fake-user/auto-lora", max_hours=1e-6))
+        assert [p.split(":")[0] for p in exc_info.value.problems] == ["local", "replicate"]

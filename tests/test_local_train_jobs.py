@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imagegen import GenerateRequest, ImageGen, LoraRef, Settings
-from imagegen.finetune import FineTuneRequest, JobDatabase, load_dataset
+from imagegen.finetune import FineTuneRequest, JobDatabase
 from tests.test_local_train import make_photos
 
 torch = pytest.importorskip("torch")
@@ -40,12 +40,11 @@ def wait_for(predicate, timeout=120.0, what="the worker"):
 
 
 def test_killed_worker_resumes_to_the_same_weights_and_the_lora_works_everywhere(models_dir, tmp_path):
-    from safetensors.torch import load_file
-
     from imagegen.providers.local import LocalProvider
     from imagegen.providers.local._kohya import model_hash, read_metadata
     from imagegen.providers.local._train_data import load_items
     from imagegen.providers.local._train_loop import TrainConfig, Trainer, load_pipeline
+    from safetensors.torch import load_file
 
     photos = make_photos(tmp_path / "photos")
     settings = Settings(home=tmp_path / "home", models_dir=models_dir, device="cpu")

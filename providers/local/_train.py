@@ -219,10 +219,10 @@ def resolve(request: FineTuneRequest, settings: Settings, *, images: int | None 
             ) -> tuple[TrainConfig, list[str], float]:
     """The run's `TrainConfig`, warnings for what is changed, and the estimated seconds.
     Raises `FineTuneError` naming every field this machine cannot honour."""
+    from imagegen.finetune import LocalTrainOptions
+
     from ._device import pick_device
     from ._families import checkpoint_family, is_flow
-
-    from imagegen.finetune import LocalTrainOptions
 
     opts = request.local or LocalTrainOptions()
     problems: list[str] = []

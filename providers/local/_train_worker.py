@@ -69,7 +69,14 @@ def _claim(db: Any, job_id: str) -> Any:
 
 
 def _train(job: Any, log: Any) -> int:
-    from ._kohya import BASE_MODEL_VERSION, BASE_PATH_KEY, metadata_json, model_hash, save_kohya, tag_frequency
+    from ._kohya import (
+        BASE_MODEL_VERSION,
+        BASE_PATH_KEY,
+        metadata_json,
+        model_hash,
+        save_kohya,
+        tag_frequency,
+    )
     from ._train import CANCEL_FILE, gpu_hour_price
     from ._train_data import load_items
     from ._train_loop import TrainConfig, Trainer, load_pipeline
