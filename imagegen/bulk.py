@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sized
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ MapProgress = Callable[["Progress"], None]
 
 async def amap(gen: ImageGen, requests: Iterable[GenerateRequest | str], *, concurrency: int = 4,
                policy: RoutePolicy | None = None, progress: MapProgress | None = None,
-               return_exceptions: bool = False) -> AsyncIterator[GenerateResult | BaseException]:
+               return_exceptions: bool = False) -> AsyncGenerator[Any, None]:
     """Yield each request's result as it finishes; ``result.raw["index"]`` is the request's
     position in ``requests``. ``progress`` gets ``Progress(stage="done", step=finished,
     total=requests known so far, image_index=that position)`` after each one. A failure cancels
@@ -41,7 +41,7 @@ async def amap(gen: ImageGen, requests: Iterable[GenerateRequest | str], *, conc
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     pending_requests = iter(requests)
-    total = len(requests) if hasattr(requests, "__len__") else 0
+    total = len(requests) if isinstance(requests, Sized) else 0
     running: dict[asyncio.Future[GenerateResult], int] = {}
     submitted = finished = 0
     exhausted = False
@@ -90,7 +90,7 @@ def _describe(task: asyncio.Future[Any], error: BaseException | None) -> str:
 
 def map_sync(gen: ImageGen, requests: Iterable[GenerateRequest | str], *, concurrency: int = 4,
              policy: RoutePolicy | None = None, progress: MapProgress | None = None,
-             return_exceptions: bool = False) -> Iterator[GenerateResult | BaseException]:
+             return_exceptions: bool = False) -> Iterator[Any]:
     """`amap` for synchronous code: the loop runs on a thread of its own; closing the iterator
     early cancels what is still running."""
     if concurrency < 1:

@@ -176,7 +176,7 @@ def generate(
         if (prompt is None) == (batch is None):
             raise ConfigError("give a PROMPT or --batch FILE (one prompt a line), not both" if prompt
                               else "give a PROMPT, or --batch FILE with one prompt a line")
-        lines = _batch_prompts(batch) if batch is not None else [prompt]
+        lines = _batch_prompts(batch) if batch is not None else [prompt or ""]
         requests = [r for line in lines for r in GenerateRequest.expand_midjourney(line, **overrides)]
         _checked_out_dir(out)
         with make_client(strategy, budget, **constraints) as gen:
@@ -215,11 +215,12 @@ def _generate_batch(gen: ImageGen, requests: list[GenerateRequest], concurrency:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as bar:
         task = bar.add_task("generating", total=len(requests))
+        item: Any
         for item in gen.map(requests, concurrency=concurrency, return_exceptions=True,
                             progress=lambda event: bar.update(task, completed=event.step)):
-            index = item.index if isinstance(item, BaseException) else item.raw["index"]
+            index: int = getattr(item, "index", 0) if isinstance(item, Exception) else item.raw["index"]
             label = f"[bold]{index + 1}/{len(requests)}[/bold] {_safe(requests[index].prompt)}"
-            if isinstance(item, BaseException):
+            if isinstance(item, Exception):
                 failed += 1
                 err.print(f"{label}: [red]error:[/red] {_safe(describe_error(item))}", highlight=False)
                 continue

@@ -89,7 +89,7 @@ class RayProvider(BaseProvider):
         from ._connect import connect
         from ._pool import Pool
 
-        ray = connect(self.address, self.connect_timeout_s)
+        ray = connect(self.address or "", self.connect_timeout_s)
         gpus = ray.cluster_resources().get("GPU", 0) if self.num_gpus is None else 0
         num_gpus = self.num_gpus if self.num_gpus is not None else (1 if gpus >= 1 else 0)
         workers = self.workers or (int(gpus) if num_gpus else 1) or 1
@@ -201,4 +201,5 @@ def lora_key(request: GenerateRequest) -> tuple:
     from imagegen.prompt.translate import sd_prompt_text
 
     _, tags = extract_extra_networks(sd_prompt_text(request), [])
-    return tuple(sorted((lora.name, float(lora.weight)) for lora in [*tags, *request.loras]))
+    loras: list[Any] = [*tags, *request.loras]
+    return tuple(sorted((lora.name, float(lora.weight)) for lora in loras))
