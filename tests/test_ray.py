@@ -242,8 +242,9 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_sess
 
 
 def test_budget_and_usage_count_pool_work(provider, local):
-    from imagegen.errors import BudgetExceededError
     from imagegen.providers.replicate import ReplicateProvider
+
+    from imagegen.errors import BudgetExceededError
     from imagegen.testing import FakeReplicate
 
     with FakeReplicate(processing_time_s=0.01) as fake:
