@@ -331,3 +331,34 @@ def _local_provider():
     from imagegen.providers.local import LocalProvider
 
     return LocalProvider(Settings())
+
+
+def test_placement_order_warm_loras_then_room_then_least_served():
+    """The choice among free workers, on the pool's own bookkeeping (no Ray needed)."""
+    import collections
+
+    from imagegen.providers.ray._pool import Pool, Worker
+
+    pool = Pool.__new__(Pool)  # the placement state only: no actors
+    pool._cond, pool._waiting, pool.warm_budget = threading.Condition(), collections.deque(), 2
+    style = (("tiny_style", 0.7),)
+    pool.workers = [Worker(0, None, warm=[("demo", ()), ("sd", ())], served_images=1),
+                    Worker(1, None, warm=[("tiny", ())], served_images=5),
+                    Worker(2, None, warm=[("tiny", style)], served_images=9),
+                    Worker(3, None, warm=[], served_images=3)]
+
+    def pick(key, loras=()):
+        worker = pool._acquire(key, loras, None)
+        pool._release(worker)
+        return worker.index
+
+    assert pick("tiny", style) == 2  # checkpoint and LoRAs warm
+    assert pick("tiny") == 1  # checkpoint warm with the same (no) LoRAs
+    assert pick("sdxl") == 3  # nobody has it: room in the warm budget, then fewest images served
+    pool.workers[3].busy = True
+    assert pick("sdxl") == 1  # worker 0 would evict; 1 and 2 have room, 1 served fewer
+    pool.workers[2].alive = pool.workers[1].alive = False
+    assert pick("sd") == 0
+    pool.workers[0].alive = pool.workers[3].alive = False
+    with pytest.raises(ProviderError, match="no live workers"):
+        pick("demo")
