@@ -260,7 +260,7 @@ class FineTuneRequest(BaseModel):
         """An explicitly chosen ``optimizer`` also chooses the local trainer's (kohya names),
         so a local run never silently trains with another one."""
         if "optimizer" in self.model_fields_set and self.optimizer in _KOHYA_OPTIMIZERS:
-            local = self.local or LocalTrainOptions()
+            local = self.local or LocalTrainOptions.model_validate({})
             if local.optimizer is None:
                 self.local = local.model_copy(update={"optimizer": _KOHYA_OPTIMIZERS[self.optimizer]})
         return self

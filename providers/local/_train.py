@@ -123,6 +123,11 @@ class LocalTrainer:
             _reap()
         if pid and alive(pid):
             os.kill(pid, signal.SIGTERM)
+        if pid in _WORKERS:  # our own child: reap it now, not at the next look
+            try:
+                _WORKERS.pop(pid).wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         job.reload()
 
     def finish(self, job: JobContext) -> None:
@@ -172,7 +177,7 @@ def _existing(job: JobContext) -> Any:
     """The request's images if still there, else the job's dataset zip (the worker reads that)."""
     images = job.request.get("images")
     paths = images if isinstance(images, list) else [images]
-    if images and all(Path(p).exists() for p in paths):
+    if images and all(p and Path(p).exists() for p in paths):
         return images
     return job.record.zip_path
 
@@ -224,7 +229,7 @@ def resolve(request: FineTuneRequest, settings: Settings, *, images: int | None 
     from ._device import pick_device
     from ._families import checkpoint_family, is_flow
 
-    opts = request.local or LocalTrainOptions()
+    opts = request.local or LocalTrainOptions.model_validate({})
     problems: list[str] = []
     warnings: list[str] = []
     base = _base_path(request, settings, problems)

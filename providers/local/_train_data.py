@@ -95,7 +95,7 @@ def fit(image: Any, size: tuple[int, int]) -> Any:
     width, height = size
     scale = max(width / image.width, height / image.height)
     resized = image.resize((max(width, round(image.width * scale)), max(height, round(image.height * scale))),
-                           Image.BICUBIC)
+                           Image.Resampling.BICUBIC)
     left, top = (resized.width - width) // 2, (resized.height - height) // 2
     return np.asarray(resized.crop((left, top, left + width, top + height)), dtype=np.uint8)
 

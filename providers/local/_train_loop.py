@@ -136,7 +136,8 @@ class Trainer:
         for module in (self.unet, self.vae, *self.encoders):
             module.requires_grad_(False)
         torch.manual_seed(config.seed)  # PEFT's gaussian init draws from the global generator
-        lora = dict(r=config.network_dim, lora_alpha=config.network_alpha, init_lora_weights="gaussian")
+        lora: dict[str, Any] = {"r": config.network_dim, "lora_alpha": config.network_alpha,
+                                "init_lora_weights": "gaussian"}
         self.trained: dict[str, Any] = {"unet": inject_adapter_in_model(
             LoraConfig(target_modules=UNET_TARGETS, **lora), self.unet)}
         if config.text_encoder_lr > 0:
@@ -169,11 +170,11 @@ class Trainer:
         groups += [{"params": self.params(name), "lr": config.text_encoder_lr}
                    for name in self.trained if name != "unet"]
         if config.optimizer == "AdamW8bit":
-            import bitsandbytes
+            import bitsandbytes  # type: ignore[import-not-found]
 
             return bitsandbytes.optim.AdamW8bit(groups)
         if config.optimizer == "Prodigy":
-            import prodigyopt
+            import prodigyopt  # type: ignore[import-not-found]
 
             return prodigyopt.Prodigy(groups)
         return torch.optim.AdamW(groups)
