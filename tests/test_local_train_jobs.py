@@ -123,8 +123,9 @@ def test_killed_worker_resumes_to_the_same_weights_and_the_lora_works_everywhere
 
 
 def test_cli_local_create_then_cancel_stops_within_a_step_and_keeps_the_checkpoint(models_dir, tmp_path, monkeypatch):
-    import imagegen.cli as cli
     from imagegen.providers.local._train import alive
+
+    import imagegen.cli as cli
 
     photos = make_photos(tmp_path / "photos")
     monkeypatch.setenv("IMAGEGEN_HOME", str(tmp_path / "home"))
