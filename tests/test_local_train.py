@@ -261,3 +261,16 @@ def test_auto_goes_to_the_cloud_without_a_gpu_and_the_job_says_why(tiny, tmp_pat
         with pytest.raises(FineTuneError) as exc_info:  # neither fits an hour's millionth
             gen.finetune(FineTuneRequest(images=photos, destination="fake-user/auto-lora", max_hours=1e-6))
         assert [p.split(":")[0] for p in exc_info.value.problems] == ["local", "replicate"]
+
+
+def test_epochs_bf16_on_the_cpu_and_a_warmup_schedule_run_with_their_warnings(tiny, tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    trainer, warnings = trainer_for(tiny, tmp_path, photos, max_train_epochs=2, mixed_precision="bf16",
+                                    lr_scheduler="cosine", lr_warmup_steps=2, keep_tokens=1)
+    assert trainer.total == 2 * trainer.steps_per_epoch == 8
+    assert any(w.startswith("local.mixed_precision: bf16") for w in warnings)
+    assert any(w.startswith("local.keep_tokens") for w in warnings)
+    rates = []
+    outcome = trainer.run(report=lambda step, total, loss, eta: rates.append(trainer.schedule.get_last_lr()[0]))
+    assert outcome.step == 8 and all(np.isfinite(outcome.losses))
+    assert rates[0] < rates[1] and rates[-1] < max(rates)  # warm up, then the cosine decay
