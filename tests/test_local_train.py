@@ -247,6 +247,7 @@ def test_sdxl_trains_both_text_encoders_into_te1_te2_keys_that_diffusers_loads(t
 def test_auto_goes_to_the_cloud_without_a_gpu_and_the_job_says_why(tiny, tmp_path):
     from imagegen.providers.local import LocalProvider
     from imagegen.providers.replicate import ReplicateProvider
+
     from imagegen.testing import FakeReplicate
 
     photos = make_photos(tmp_path / "photos", count=10)
