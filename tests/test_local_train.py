@@ -275,3 +275,18 @@ def test_epochs_bf16_on_the_cpu_and_a_warmup_schedule_run_with_their_warnings(ti
     outcome = trainer.run(report=lambda step, total, loss, eta: rates.append(trainer.schedule.get_last_lr()[0]))
     assert outcome.step == 8 and all(np.isfinite(outcome.losses))
     assert rates[0] < rates[1] and rates[-1] < max(rates)  # warm up, then the cosine decay
+
+
+def test_a_flux_base_is_refused_with_the_memory_it_would_need(tmp_path):
+    from imagegen.providers.local._train import resolve
+
+    from tests.local_flow_fixtures import build_flux
+
+    models = tmp_path / "models"
+    build_flux(models / "Stable-diffusion" / "tiny_flux", guidance=True)
+    photos = make_photos(tmp_path / "photos")
+    with pytest.raises(FineTuneError) as exc_info:
+        resolve(FineTuneRequest(images=photos, base="local:tiny_flux"),
+                Settings(home=tmp_path / "home", models_dir=models, device="cpu"))
+    (problem,) = exc_info.value.problems
+    assert problem.startswith("base:") and "24 GB" in problem and "trainer='replicate'" in problem
