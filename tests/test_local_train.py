@@ -290,3 +290,20 @@ def test_a_flux_base_is_refused_with_the_memory_it_would_need(tmp_path):
                 Settings(home=tmp_path / "home", models_dir=models, device="cpu"))
     (problem,) = exc_info.value.problems
     assert problem.startswith("base:") and "24 GB" in problem and "trainer='replicate'" in problem
+
+
+def test_a_gpu_too_small_is_not_used_by_auto_and_warned_about_when_named(tiny, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from imagegen.providers.local import _train
+
+    photos = make_photos(tmp_path / "photos")
+    monkeypatch.setattr(_train, "resolve", lambda request, settings, images=None: (
+        SimpleNamespace(device="cuda", family="sdxl"), [], 600.0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=8 * 2**30))
+    trainer = _train.LocalTrainer(settings_for(tiny, tmp_path))
+    with pytest.raises(FineTuneError, match="the GPU has 8 GB; a sdxl LoRA needs about 12 GB"):
+        trainer.estimate(FineTuneRequest(images=photos), load_dataset(photos))
+    estimate = trainer.estimate(FineTuneRequest(images=photos, base="local:tiny"), load_dataset(photos))
+    assert any(w.startswith("the GPU has 8 GB") for w in estimate.warnings)
+    assert estimate.seconds == 600.0

@@ -40,6 +40,9 @@ MAX_RESTARTS = 5  # a worker that keeps dying fails the job
 # taken as 60x slower. Only for choosing and for the ETA before the first steps.
 GPU_SECONDS_PER_STEP = {"sd15": (0.25, 512), "sdxl": (0.8, 1024)}
 CPU_SLOWDOWN = 60.0
+# GPU memory a LoRA run needs at batch 1 with fp16 weights (kohya_ss guides: SD 1.5 trains on
+# 6-8 GB cards, SDXL wants 12 GB with gradient checkpointing, 24 GB without).
+GPU_MEMORY_GB = {"sd15": 6, "sdxl": 12}
 SETUP_SECONDS = 30.0
 # What a Flux LoRA would need (not trained here): the 12B transformer in bf16 is ~24 GB.
 FLUX_MEMORY_NOTE = ("local LoRA training of FLUX is not implemented: it needs a GPU with about 24 GB "
@@ -68,8 +71,15 @@ class LocalTrainer:
 
         config, warnings, seconds = resolve(request, self.settings, images=len(dataset.images))
         hours = seconds / 3600
-        if request.trainer == "auto" and request.base_provider is None and config.device == "cpu":
+        auto = request.trainer == "auto" and request.base_provider is None
+        if auto and config.device == "cpu":
             raise FineTuneError(f"no suitable GPU here (CPU only): about {hours:.1f} h on the CPU")
+        short = _memory_shortfall(config)
+        if short and auto:
+            raise FineTuneError(f"no suitable GPU here: {short}")
+        if short:
+            warnings = [*warnings, f"{short}; it may run out of memory (local.gradient_checkpointing, "
+                                   f"local.mixed_precision='fp16' and AdamW8bit save memory)"]
         if request.max_hours is not None and hours > request.max_hours:
             raise FineTuneError(f"max_hours: the estimate is {hours:.2f} h on {config.device}, over "
                                 f"max_hours={request.max_hours:g}")
@@ -171,6 +181,19 @@ class LocalTrainer:
         log.close()
         _WORKERS[proc.pid] = proc
         job.set_state(worker_pid=proc.pid, spawned_at=time.time())
+
+
+def _memory_shortfall(config: TrainConfig) -> str | None:
+    """What the GPU lacks for a LoRA of this family (None: enough, or not a CUDA run)."""
+    if config.device != "cuda":
+        return None
+    import torch
+
+    total_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
+    need = GPU_MEMORY_GB[config.family]
+    if total_gb >= need:
+        return None
+    return f"the GPU has {total_gb:.0f} GB; a {config.family} LoRA needs about {need} GB"
 
 
 def _existing(job: JobContext) -> Any:
