@@ -152,3 +152,30 @@ def test_cli_local_create_then_cancel_stops_within_a_step_and_keeps_the_checkpoi
     assert waited.status == "canceled" and db.get(job_id).state["restarts"] == 0
     listing = runner.invoke(cli.app, ["finetune", "list"])
     assert job_id in listing.output and "local" in listing.output
+
+
+START_AND_EXIT = """
+import sys
+from imagegen import FineTuneRequest, ImageGen
+job = ImageGen().finetune(FineTuneRequest(images=sys.argv[1], base="local:tiny",
+                                          local={"max_train_steps": 12, "network_dim": 2}))
+print(job.id, flush=True)
+"""
+
+
+def test_the_worker_outlives_the_process_that_started_it_and_another_process_follows_it(models_dir, tmp_path):
+    photos = make_photos(tmp_path / "photos")
+    env = {**os.environ, "IMAGEGEN_HOME": str(tmp_path / "home"), "IMAGEGEN_MODELS_DIR": str(models_dir),
+           "IMAGEGEN_DEVICE": "cpu"}
+    started = subprocess.run([sys.executable, "-c", START_AND_EXIT, str(photos)], env=env, timeout=120,
+                             capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.split()[0]
+    gen = ImageGen(home=tmp_path / "home", models_dir=models_dir, device="cpu")
+    job = gen.job(job_id)
+    assert job.status in ("starting", "processing") and job.trainer == "local"
+    job.wait(timeout=240, poll_interval=0.2)
+    record = JobDatabase(tmp_path / "home").get(job_id)
+    assert job.status == "succeeded" and record.state["restarts"] == 0  # the first worker finished it
+    assert job.lora_path.is_file() and job.progress["step"] == 12 and job.metrics["steps"] == 12
+    assert [j.id for j in gen.jobs()] == [job_id]
