@@ -29,11 +29,14 @@ def requests_for(count: int, *, steps: int, size: int, model: str) -> list:
                             height=size, model=model) for i in range(count)]
 
 
-def throughput(gen, requests: list, concurrency: int) -> float:
-    """Images per second for all of ``requests`` through ``gen.map``."""
+def throughput(gen, requests: list, concurrency: int) -> tuple[float, float]:
+    """Images per second for all of ``requests`` through ``gen.map``, and how many workers were
+    busy on average (the pool's own start/finish times; 0 in process)."""
     started = time.perf_counter()
-    images = sum(len(result.images) for result in gen.map(requests, concurrency=concurrency))
-    return images / (time.perf_counter() - started)
+    results = list(gen.map(requests, concurrency=concurrency))
+    wall = time.perf_counter() - started
+    busy = sum(r.raw["ray"]["finished"] - r.raw["ray"]["started"] for r in results if "ray" in r.raw)
+    return sum(len(r.images) for r in results) / wall, busy / wall
 
 
 def overhead_ms(gen, model_pool: str, model_local: str, repeats: int, size: int) -> tuple[float, float, float]:
@@ -82,9 +85,9 @@ def main() -> None:
             list(gen.map(warm, concurrency=args.workers))  # every worker loads the model
             gen.generate(warm[0].model_copy(update={"model": f"local:{args.model}"}))
 
-            pooled = throughput(gen, requests_for(args.requests, steps=args.steps, size=args.size,
+            pooled, busy = throughput(gen, requests_for(args.requests, steps=args.steps, size=args.size,
                                                   model=f"ray:{args.model}"), args.workers)
-            local = throughput(gen, requests_for(args.requests, steps=args.steps, size=args.size,
+            local, _ = throughput(gen, requests_for(args.requests, steps=args.steps, size=args.size,
                                                  model=f"local:{args.model}"), 1)
             p_ms, l_ms, extra = overhead_ms(gen, f"ray:{args.model}", f"local:{args.model}", args.repeats, args.size)
         finally:
@@ -94,7 +97,7 @@ def main() -> None:
     print(f"model {args.model}, {args.requests} requests x {args.steps} steps at {args.size}px, "
           f"{os.cpu_count()} CPUs")
     print(f"throughput: in-process {local:.2f} images/s, pool of {args.workers} workers {pooled:.2f} images/s, "
-          f"ratio {pooled / local:.2f}x")
+          f"ratio {pooled / local:.2f}x (workers busy {busy:.2f} of {args.workers} on average)")
     print(f"one-step request: pool {p_ms:.1f} ms, in-process {l_ms:.1f} ms, overhead {extra:.1f} ms "
           f"({'within' if extra <= 50 else 'over'} the 50 ms goal)")
 
