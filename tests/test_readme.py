@@ -30,6 +30,8 @@ NOT_RUN = {
 }
 # Python blocks (by a line they hold) that are not run here, and why.
 NOT_RUN_PYTHON = {
+    'base="local:sd15", local={': "trains on a real SD 1.5 checkpoint the test machine does not have "
+                                  "(tests/test_local_train_jobs.py runs the same calls on a tiny pipeline)",
     'ImageGen(ray_address="local"': "starts a Ray instance, too heavy per test run "
                                     "(tests/test_ray.py and test_ray_map.py run the pool once per session)",
 }
