@@ -5,22 +5,12 @@ Imports nothing heavy until it runs: the page needs the ``serve`` extra (starlet
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 from typing import Optional
 
 import typer
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-
-
-def is_loopback(host: str) -> bool:
-    if host.strip("[]") in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from ..loopback import is_loopback
 
 
 def serve(

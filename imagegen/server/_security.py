@@ -7,7 +7,6 @@ the API layers ask `Guard` for a decision and turn a refusal into their own erro
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import math
 import threading
 import time
@@ -15,8 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+from ..loopback import is_loopback
 
 
 @dataclass(frozen=True)
@@ -49,17 +47,6 @@ class Refusal(Exception):
         if self.retry_after_s is None:
             return {}
         return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost names; False for 0.0.0.0, :: and real addresses."""
-    name = host.strip().strip("[]").lower()
-    if name in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, keys: dict[str, Any]) -> None:
