@@ -3,6 +3,8 @@ falls, the LoRA moves generations toward the training images, the kohya file is 
 loads in diffusers as in our adapter, and bad settings are refused before any compute."""
 
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -307,3 +309,18 @@ def test_a_gpu_too_small_is_not_used_by_auto_and_warned_about_when_named(tiny, t
     estimate = trainer.estimate(FineTuneRequest(images=photos, base="local:tiny"), load_dataset(photos))
     assert any(w.startswith("the GPU has 8 GB") for w in estimate.warnings)
     assert estimate.seconds == 600.0
+
+
+def test_repeats_recorded_at_the_start_survive_the_dataset_folder_going_away(tmp_path):
+    import shutil
+
+    from imagegen.providers.local._train_data import load_items, repeats_by_digest
+
+    photos = tmp_path / "photos"
+    make_photos(photos / "5_tok")
+    zipped = load_dataset(photos).write_zip(tmp_path / "data.zip")
+    recorded = json.loads(json.dumps(repeats_by_digest(photos)))  # as the job folder keeps it
+    shutil.rmtree(photos)
+    items, _ = load_items(zipped, str(photos), "TOK", {k: tuple(v) for k, v in recorded.items()})
+    assert [(i.repeats, i.folder) for i in items] == [(5, "5_tok")] * 4
+    assert [i.repeats for i in load_items(zipped, str(photos), "TOK")[0]] == [1] * 4  # nothing recorded

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 CARD_ID = "local:lora-trainer"  # what `usage` and the budget record trainings under
 TRAINER_REF = "imagegen-local-lora:1"
 CANCEL_FILE = "cancel"
+REPEATS_FILE = "repeats.json"  # image sha256 -> [repeats, folder], from the "<n>_<name>" folders
 MAX_RESTARTS = 5  # a worker that keeps dying fails the job
 # Rough seconds per step at batch 1 on a current GPU (SD 1.5 @512 ≈ 4 it/s, SDXL @1024 ≈ 1.2 it/s
 # with LoRA on a 24 GB card, 2025 community figures), scaled by pixels and batch; the CPU is
@@ -99,6 +100,11 @@ class LocalTrainer:
         config, _, seconds = resolve(request, self.settings)
         job.folder.mkdir(parents=True, exist_ok=True)
         (job.folder / "config.json").write_text(config.to_json())
+        from ._train_data import repeats_by_digest  # read now: the folder may be gone when a worker restarts
+
+        source = job.request.get("images")
+        repeats = repeats_by_digest(Path(source)) if isinstance(source, str) else {}
+        (job.folder / REPEATS_FILE).write_text(json.dumps(repeats))
         if job.update(expect_status=("preparing", "uploaded", "creating"), status="starting",
                       training_id=f"local-{job.id}", state_json=json.dumps({"restarts": 0})) is None:
             return  # canceled meanwhile

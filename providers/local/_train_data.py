@@ -29,12 +29,16 @@ class Item:
     folder: str  # the dataset folder it came from (kohya's tag-frequency key)
 
 
-def load_items(zip_path: Path, source: str | None, trigger_word: str) -> tuple[list[Item], list[str]]:
+def load_items(zip_path: Path, source: str | None, trigger_word: str,
+               repeats: dict[str, tuple[int, str]] | None = None) -> tuple[list[Item], list[str]]:
     """Images and captions from the dataset zip; repeats from the source's ``<n>_<name>``
-    folders, matched by content (the zip is flat). Uncaptioned images train on the trigger word."""
+    folders, matched by content (the zip is flat), or as `repeats_by_digest` recorded them
+    when the job started. Uncaptioned images train on the trigger word."""
     from PIL import Image
 
-    repeats, warnings = _repeats_by_digest(Path(source) if source else None)
+    warnings: list[str] = []
+    if repeats is None:
+        repeats = repeats_by_digest(Path(source) if source else None)
     default_folder = Path(source).name if source else "dataset"
     items: list[Item] = []
     with zipfile.ZipFile(zip_path) as archive:
@@ -52,10 +56,11 @@ def load_items(zip_path: Path, source: str | None, trigger_word: str) -> tuple[l
     return items, warnings
 
 
-def _repeats_by_digest(source: Path | None) -> tuple[dict[str, tuple[int, str]], list[str]]:
+def repeats_by_digest(source: Path | None) -> dict[str, tuple[int, str]]:
+    """sha256 of each image in a ``<n>_<name>`` folder -> (n, folder name)."""
     found: dict[str, tuple[int, str]] = {}
     if source is None or not source.is_dir():
-        return found, []
+        return found
     for folder in sorted(source.iterdir()):
         match = REPEATS_FOLDER.match(folder.name)
         if not (folder.is_dir() and match):
@@ -63,7 +68,7 @@ def _repeats_by_digest(source: Path | None) -> tuple[dict[str, tuple[int, str]],
         for file in folder.iterdir():
             if file.suffix.lower() in IMAGE_FORMATS and file.is_file():
                 found[hashlib.sha256(file.read_bytes()).hexdigest()] = (int(match[1]), folder.name)
-    return found, []
+    return found
 
 
 # -- buckets --------------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def _train(job: Any, log: Any) -> int:
         save_kohya,
         tag_frequency,
     )
-    from ._train import CANCEL_FILE, gpu_hour_price
+    from ._train import CANCEL_FILE, REPEATS_FILE, gpu_hour_price
     from ._train_data import load_items
     from ._train_loop import TrainConfig, Trainer, load_pipeline
 
@@ -86,7 +86,9 @@ def _train(job: Any, log: Any) -> int:
     started_at = time.time()
     images = job.request.get("images")
     source = images if isinstance(images, str) else None
-    items, _ = load_items(Path(job.record.zip_path), source, config.trigger_word)
+    recorded = folder / REPEATS_FILE
+    repeats = ({k: tuple(v) for k, v in json.loads(recorded.read_text()).items()} if recorded.is_file() else None)
+    items, _ = load_items(Path(job.record.zip_path), source, config.trigger_word, repeats)
     log(f"{len(items)} images ({sum(i.repeats for i in items)} with repeats); loading {config.base} on {config.device}")
     pipe = load_pipeline(config)
     if config.device == "cpu" and config.threads is None and sum(p.numel() for p in pipe.unet.parameters()) < 20e6:
