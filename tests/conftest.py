@@ -29,3 +29,12 @@ def tiny(tmp_path_factory):
     from tests.local_fixtures import tiny_models
 
     return tiny_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def flow():
+    """The tiny random-weight FLUX.1 / FLUX.2 [klein] / SD3 models of `tests.local_flow_fixtures`
+    (built once, cached on disk)."""
+    from tests.local_flow_fixtures import build_flow_models
+
+    return build_flow_models()

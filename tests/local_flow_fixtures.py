@@ -411,3 +411,29 @@ def raw(folder: Path):
     pipe = DiffusionPipeline.from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# -- what the flow-model tests share ---------------------------------------------------------
+
+
+def flow_provider(flow, home: Path):
+    """A local provider over the tiny flow models' folder, on the CPU."""
+    from imagegen.providers.local import LocalProvider
+
+    from imagegen.settings import Settings
+
+    return LocalProvider(Settings(models_dir=flow.models_dir, home=home, device="cpu"))
+
+
+def pixels(image):
+    """An image (ours or PIL) as int16 pixels, for exact and difference comparisons."""
+    import numpy as np
+
+    return np.asarray(image.pil() if hasattr(image, "pil") else image).astype(np.int16)
+
+
+def gens(*seeds):
+    """One CPU generator per seed, as the adapter makes them."""
+    import torch
+
+    return [torch.Generator("cpu").manual_seed(s) for s in seeds]

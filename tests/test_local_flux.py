@@ -12,15 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from imagegen.providers.local import LocalProvider  # noqa: E402
 from imagegen.providers.local._families import checkpoint_family  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from imagegen.errors import ConfigError, ModelLoadError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
 from imagegen.request import GenerateRequest  # noqa: E402
-from imagegen.settings import Settings  # noqa: E402
-from tests.local_flow_fixtures import build_flow_models, raw  # noqa: E402
+from tests.local_flow_fixtures import flow_provider, gens, pixels, raw  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,13 +27,8 @@ STEPS = 3
 
 
 @pytest.fixture(scope="session")
-def flow():
-    return build_flow_models()
-
-
-@pytest.fixture(scope="session")
 def provider(flow, tmp_path_factory):
-    return LocalProvider(Settings(models_dir=flow.models_dir, home=tmp_path_factory.mktemp("home"), device="cpu"))
+    return flow_provider(flow, tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="session")
@@ -55,18 +48,10 @@ def request(**fields) -> GenerateRequest:
     return GenerateRequest(**{**base, **fields})
 
 
-def pixels(image) -> np.ndarray:
-    return np.asarray(image.pil() if hasattr(image, "pil") else image).astype(np.int16)
-
-
 def same_image(a, b) -> bool:
     """Equal up to float rounding (batched matmuls round differently, ~1e-6: a pixel level at most)."""
     diff = np.abs(pixels(a) - pixels(b))
     return diff.max() <= 1 and (diff > 0).mean() < 0.02
-
-
-def gens(*seeds):
-    return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
 def init_image(color=(200, 40, 40)) -> Image.Image:

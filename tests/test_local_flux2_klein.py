@@ -9,12 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from imagegen.providers.local import LocalProvider  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from imagegen.request import GenerateRequest, LoraRef  # noqa: E402
-from imagegen.settings import Settings  # noqa: E402
-from tests.local_flow_fixtures import build_flow_models, raw  # noqa: E402
+from tests.local_flow_fixtures import flow_provider, gens, pixels, raw  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -23,13 +21,8 @@ STEPS = 3
 
 
 @pytest.fixture(scope="session")
-def flow():
-    return build_flow_models()
-
-
-@pytest.fixture(scope="session")
 def provider(flow, tmp_path_factory):
-    return LocalProvider(Settings(models_dir=flow.models_dir, home=tmp_path_factory.mktemp("home"), device="cpu"))
+    return flow_provider(flow, tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")
@@ -40,14 +33,6 @@ def klein(flow):
 def request(**fields) -> GenerateRequest:
     base = {"prompt": "a red cat", "seed": 99, "steps": STEPS, "width": SIZE, "height": SIZE}
     return GenerateRequest(**{**base, **fields})
-
-
-def pixels(image) -> np.ndarray:
-    return np.asarray(image.pil() if hasattr(image, "pil") else image).astype(np.int16)
-
-
-def gens(*seeds):
-    return [torch.Generator("cpu").manual_seed(s) for s in seeds]
 
 
 def picture() -> Image.Image:

@@ -17,7 +17,7 @@ from imagegen.errors import ModelLoadError  # noqa: E402
 from imagegen.prompt.infotext import parse_infotext  # noqa: E402
 from imagegen.request import GenerateRequest, LoraRef  # noqa: E402
 from imagegen.settings import Settings  # noqa: E402
-from tests.local_flow_fixtures import build_flow_models, raw  # noqa: E402
+from tests.local_flow_fixtures import flow_provider, pixels, raw  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -27,13 +27,8 @@ FORMATS = ["flux_diffusers", "flux_aitoolkit", "flux_kohya", "flux_xlabs"]
 
 
 @pytest.fixture(scope="session")
-def flow():
-    return build_flow_models()
-
-
-@pytest.fixture(scope="session")
 def provider(flow, tmp_path_factory):
-    return LocalProvider(Settings(models_dir=flow.models_dir, home=tmp_path_factory.mktemp("home"), device="cpu"))
+    return flow_provider(flow, tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +39,6 @@ def dev(flow):
 def request(**fields) -> GenerateRequest:
     base = {"prompt": "a red cat", "seed": 1234, "steps": STEPS, "width": SIZE, "height": SIZE}
     return GenerateRequest(**{**base, **fields})
-
-
-def pixels(image) -> np.ndarray:
-    return np.asarray(image.pil() if hasattr(image, "pil") else image).astype(np.int16)
 
 
 def raw_with(pipe, loras: list[tuple[str, float]], flow) -> np.ndarray:
