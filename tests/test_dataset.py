@@ -4,11 +4,11 @@ import io
 import zipfile
 
 import pytest
+from imagegen.providers.replicate._trainings import FILES_API_LIMIT_BYTES
 from PIL import Image
 
-from imagegen.finetune import load_dataset, safe_stem
-from imagegen.providers.replicate._trainings import FILES_API_LIMIT_BYTES
 from imagegen.errors import FineTuneError
+from imagegen.finetune import load_dataset, safe_stem
 
 
 def save_image(path, size=(512, 512), colour=(200, 30, 30), fmt=None):

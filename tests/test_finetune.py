@@ -6,11 +6,6 @@ import tarfile
 import zipfile
 
 import pytest
-from PIL import Image
-from pydantic import ValidationError
-
-from imagegen import BudgetExceededError, ConfigError, FineTuneError, ImageGen, Settings
-from imagegen.finetune import FineTuneRequest, FineTuneTimeout, finetune_cards
 from imagegen.providers.replicate import ReplicateProvider
 from imagegen.providers.replicate._trainings import (
     DEFAULT_TRAINER,
@@ -18,6 +13,11 @@ from imagegen.providers.replicate._trainings import (
     HARDWARE_USD_PER_SECOND,
     ReplicateTrainer,
 )
+from PIL import Image
+from pydantic import ValidationError
+
+from imagegen import BudgetExceededError, ConfigError, FineTuneError, ImageGen, Settings
+from imagegen.finetune import FineTuneRequest, FineTuneTimeout, finetune_cards
 from imagegen.testing import FakeReplicate
 
 DESTINATION = "fake-user/my-lora"
@@ -302,8 +302,9 @@ def test_create_answered_with_an_error_after_it_happened_is_adopted_not_repeated
 
 
 def test_create_that_did_not_happen_is_made_once_on_resume(fake, gen, photos, monkeypatch):
-    from imagegen import UnknownOutcomeError
     from imagegen.providers.replicate import _trainings
+
+    from imagegen import UnknownOutcomeError
 
     fake.fail_next("5xx", on="create")
     with pytest.raises(UnknownOutcomeError) as exc_info:

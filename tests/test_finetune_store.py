@@ -7,9 +7,9 @@ import tarfile
 import time
 
 import pytest
+from imagegen.providers.replicate._trainings import extract_lora
 
 from imagegen.finetune import JobDatabase, JobRecord, check_safetensors, finetune_cards
-from imagegen.providers.replicate._trainings import extract_lora
 
 
 def new_record(job_id="ft-1", status="preparing", **fields):

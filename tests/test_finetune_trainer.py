@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from imagegen.providers.replicate import ReplicateProvider
 from PIL import Image
 
 from imagegen import ConfigError, FineTuneError, ImageGen, ModelCard, Settings
@@ -16,7 +17,6 @@ from imagegen.finetune import (
     TrainingEstimate,
     finetune_cards,
 )
-from imagegen.providers.replicate import ReplicateProvider
 from imagegen.testing import FakeReplicate
 
 
