@@ -43,27 +43,36 @@ def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], 
 
     ``prefer`` ("local" or "cloud") breaks ties on the strategy's own measure, e.g. a local card
     and the cloud card of the same weights, which share one Elo, under "quality"."""
-    scores = balanced_utilities(candidates, weights, count) if strategy == "balanced" else None
+    if strategy == "balanced":
+        for c, score in zip(candidates, balanced_utilities(candidates, weights, count)):
+            c.score = score
+    prefer_local = prefer == "local"
     keyed = []
-    for i, c in enumerate(candidates):
+    for c in candidates:  # one flat key per card: the sort is the hot part of a decision
         card, latency, elo = c.card, c.latency_s, c.elo
         per_image = c.cost_usd / count
         unrated = elo is None
         elo_key = 0.0 if unrated else -elo
-        first = (card.kind == "builtin", c.cooling)  # the demo card last, cooling cards after healthy
-        pref = prefer is not None and (card.provider == "local") != (prefer == "local")
+        builtin = card.kind == "builtin"  # the demo card last, cooling cards after healthy ones
+        pref = prefer is not None and (card.provider == "local") != prefer_local
         if strategy == "cost":
-            c.score, key = 0.0 - per_image, (*first, per_image, pref, latency, unrated, elo_key, card.id)
+            c.score = 0.0 - per_image
+            key = (builtin, c.cooling, per_image, pref, latency, unrated, elo_key, card.id)
         elif strategy == "quality":
-            c.score, key = (_NO_ELO if unrated else elo), (*first, unrated, elo_key, pref, per_image, latency, card.id)
+            c.score = _NO_ELO if unrated else elo
+            key = (builtin, c.cooling, unrated, elo_key, pref, per_image, latency, card.id)
         elif strategy == "speed":
-            c.score, key = 0.0 - latency, (*first, latency, pref, per_image, unrated, elo_key, card.id)
+            c.score = 0.0 - latency
+            key = (builtin, c.cooling, latency, pref, per_image, unrated, elo_key, card.id)
         else:
-            c.score = scores[i]
-            key = (*first, -c.score, pref, per_image, latency, unrated, elo_key, card.id)
+            key = (builtin, c.cooling, -c.score, pref, per_image, latency, unrated, elo_key, card.id)
         keyed.append((key, c))
-    keyed.sort(key=lambda pair: pair[0])
+    keyed.sort(key=_first)
     return [c for _, c in keyed]
+
+
+def _first(pair: tuple) -> tuple:
+    return pair[0]
 
 
 def balanced_utilities(candidates: list[Candidate], weights: dict[str, float], count: int) -> list[float]:

@@ -300,14 +300,14 @@ class Router:
             if over_budget or too_slow or short_of_elo:
                 excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
                 continue
-            warnings = list(verdict.warnings)  # (a batch over max_images_per_call is the provider's to split)
+            # (a batch over max_images_per_call is the provider's to split)
+            warnings = verdict.warnings  # copied only when something is added to it
             cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(card.provider))) if cooling_now else None
             if cooling:
-                warnings.append(cooling + "; tried after healthy models")
+                warnings = [*warnings, cooling + "; tried after healthy models"]
             if card.kind == "builtin":
-                warnings.append(DEMO_NOTICE)
-            candidates.append(Candidate(card, 0.0, cost, latency, warnings, elo, note,
-                                        cooling=cooling is not None, prepared=verdict))
+                warnings = [*warnings, DEMO_NOTICE]
+            candidates.append(Candidate(card, 0.0, cost, latency, warnings, elo, note, cooling is not None, verdict))
         if not candidates:
             raise NoRouteError("no model can serve this request",
                                [(e.card.id, e.reason) for e in excluded])
