@@ -43,9 +43,13 @@ _DEFAULTS: tuple[tuple[str, Any], ...] = (
 
 
 class InfotextParams(dict):
-    """The parsed fields, in written order; ``defaults_added`` names the keys A1111 filled in."""
+    """The parsed fields, in written order; ``defaults_added`` names the keys A1111 filled in,
+    ``hypernet_tag`` the tag it appended to the prompt for `Hypernet:`, and ``old_hires_fix``
+    whether it moved a pre-1.0 `Size`/`First pass size` to `Size`/`Hires resize`."""
 
     defaults_added: frozenset[str] = frozenset()
+    hypernet_tag: str = ""
+    old_hires_fix: bool = False
 
 
 def split_infotext(text: str) -> tuple[str, str, list[tuple[str, str]]]:
@@ -100,11 +104,13 @@ def parse_infotext(text: str) -> InfotextParams:
     added: list[str] = []
     _clear_hires_prompts_equal_to_prompt(res, added)
     if "Hypernet" in res:
-        res["Prompt"] += f"<hypernet:{res['Hypernet']}:{res.get('Hypernet strength', '1.0')}>"
+        res.hypernet_tag = f"<hypernet:{res['Hypernet']}:{res.get('Hypernet strength', '1.0')}>"
+        res["Prompt"] += res.hypernet_tag
     added += [key for key, _ in _DEFAULTS if key not in res]
     for key, value in _DEFAULTS:
         res.setdefault(key, value)
     if _restore_old_hires_fix(res):
+        res.old_hires_fix = True
         added = [key for key in added if key not in ("Hires resize-1", "Hires resize-2")]
     if res["FP8 weight"] != "Disable" and "Cache FP16 weight for LoRA" not in res:
         res["Cache FP16 weight for LoRA"] = False
@@ -263,14 +269,26 @@ def format_infotext(
     """Write infotext from fields in the order given (None values skipped).
 
     ``params`` may be what `parse_infotext` returned: its "Prompt"/"Negative prompt" are used,
-    "<key>-1"/"<key>-2" pairs are written back as `key: WxH`, and defaults it added are left out.
+    "<key>-1"/"<key>-2" pairs are written back as `key: WxH`, and defaults it added are left out,
+    as is what it derived from the text (the `Hypernet:` tag, the pre-1.0 hires sizes), so the
+    text reads back the same.
     """
-    prompt = str(params.get("Prompt", "")) if prompt is None else prompt
+    if prompt is None:
+        prompt = str(params.get("Prompt", ""))
+        tag = getattr(params, "hypernet_tag", "")
+        if tag and prompt.endswith(tag):
+            prompt = prompt[:-len(tag)]
+    old_hires = getattr(params, "old_hires_fix", False)
     negative = str(params.get("Negative prompt", "")) if negative_prompt is None else negative_prompt
     skip: frozenset[str] = getattr(params, "defaults_added", frozenset())
     pieces = []
     for key, value in params.items():
         if key in ("Prompt", "Negative prompt") or key in skip or value is None:
+            continue
+        if old_hires and key in ("Hires resize-1", "Hires resize-2"):
+            continue  # written as the `Size` it came from
+        if old_hires and key == "Size-1" and "Size-2" in params:
+            pieces.append(f"Size: {params['Hires resize-1']}x{params['Hires resize-2']}")
             continue
         base = key[:-2]
         if key.endswith("-2") and base + "-1" in params:

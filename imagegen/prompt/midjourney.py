@@ -201,6 +201,9 @@ def _read_parts(text: str, start: int, end: int, where: str) -> tuple[PromptPart
     return tuple(parts)
 
 
+_MERGED = ("negative", "sref", "personalize")
+
+
 def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
     given: dict[str, Any] = {}
     columns: dict[str, tuple[str, int]] = {}  # field -> (name as written, column)
@@ -214,8 +217,9 @@ def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
                         column=column, token=name_token.group())
         written = name_match.group(1).lower()
         spec = _lookup(written, where, column, name_token.group())
-        if spec.field == "negative" and "negative" in columns:  # Midjourney merges repeated --no
-            given["negative"] += _read_value(spec, written, values, column, where)
+        # Midjourney merges repeated --no, --sref and --p (its web app writes one flag per code).
+        if spec.field in _MERGED and spec.field in columns and columns[spec.field][0] == written:
+            given[spec.field] += _read_value(spec, written, values, column, where)
             continue
         if spec.field in columns:
             previous, previous_column = columns[spec.field]
@@ -229,7 +233,7 @@ def _read_params(text: str, start: int, where: str) -> dict[str, Any]:
 
 
 def _lookup(name: str, where: str, column: int, token: str) -> mp.ParamSpec:
-    spec = mp.BY_NAME.get(name)
+    spec = mp.BY_NAME.get(mp.SPELLINGS.get(name, name))
     if spec is not None:
         return spec
     if name in mp.DEPRECATED:

@@ -81,6 +81,10 @@ for _spec in PARAMS:
     for _alias in _spec.aliases:
         BY_NAME[_alias] = _spec
 
+# Other spellings Midjourney accepts, read as the parameter named: V7's web app writes
+# personalization codes as `--profile CODE`, one flag per code.
+SPELLINGS: dict[str, str] = {"profile": "p"}
+
 # Retired parameters and what replaced them (docs.midjourney.com "Legacy parameters").
 DEPRECATED: dict[str, str] = {
     "width": "--ar (aspect ratio)",

@@ -29,7 +29,7 @@ def check_rules(given: dict[str, Any], written: dict[str, str], fail: Fail, *, h
     if model:
         for field_name in given:
             name = written[field_name]
-            spec = mp.BY_NAME[name]
+            spec = mp.BY_NAME[mp.SPELLINGS.get(name, name)]
             if spec.models is not None and model not in spec.models:
                 hint = " (V7 replaced it with --oref)" if spec.name in ("cref", "cw") and model == "v7" else ""
                 raise fail(field_name, f"--{name} does not work with {label}{hint}; it works with "
