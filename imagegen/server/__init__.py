@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .. import ImageGen
 
 __all__ = ["Guard", "Refusal", "ServerLimits", "check_bind", "create_app", "is_loopback",
-           "serve"]
+           "ray_deployment", "serve"]
 
 
 def _keys(api_key: str | None, api_keys: dict[str, float | None] | None,
@@ -67,3 +67,26 @@ def serve(gen: ImageGen, *, host: str = "127.0.0.1", port: int = 7860, api_key: 
     app = create_app(gen, api_key=api_key, **options)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False,
                 limit_concurrency=None, timeout_keep_alive=5)
+
+
+def ray_deployment(*, num_replicas: int | str = 1, settings: Any = None, policy: Any = None,
+                   budget_usd: float | None = None, gen_factory: Any = None, api_key: str | None = None,
+                   api_keys: dict[str, float | None] | None = None, key_budget_usd: float | None = None,
+                   limits: ServerLimits | None = None, ray_actor_options: dict[str, Any] | None = None,
+                   name: str = "imagegen", deployment_options: dict[str, Any] | None = None,
+                   **options: Any) -> Any:
+    """The same app as a Ray Serve deployment (a bound application: ``serve.run`` it).
+
+    Each of the ``num_replicas`` replicas (an int, or ``"auto"`` with ``deployment_options``'
+    ``autoscaling_config``) builds its own `ImageGen` when it starts: from ``settings`` (the
+    driver's environment when not given), ``policy`` and ``budget_usd``, or by calling
+    ``gen_factory()`` (picklable). Budgets, the concurrency limit, /progress and image URLs
+    are per replica. ``options``: those of `create_app`. Needs ``imagegen[ray,serve]``; Ray
+    loads only when this is called.
+    """
+    from ._ray_serve import ray_deployment as build
+
+    return build(num_replicas=num_replicas, settings=settings, policy=policy, budget_usd=budget_usd,
+                 gen_factory=gen_factory, ray_actor_options=ray_actor_options, name=name,
+                 deployment_options=deployment_options,
+                 api_keys=_keys(api_key, api_keys, key_budget_usd), limits=limits or ServerLimits(), **options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -23,6 +23,9 @@ def serve_command(
     cors_origin: list[str] = typer.Option([], help="Browser origin allowed to call (repeatable); none by default."),
     allow_paths: bool = typer.Option(False, help="Let clients name local files (models, LoRAs) by path."),
     public_url: Optional[str] = typer.Option(None, help="Base of image URLs when behind a proxy."),
+    ray: bool = typer.Option(False, "--ray", help="Run as a Ray Serve deployment on IMAGEGEN_RAY_ADDRESS "
+                                                  "(auto, ray://..., or local: the default)."),
+    replicas: int = typer.Option(1, min=1, help="With --ray: replicas behind Ray's proxy, each its own router."),
 ) -> None:
     """Serve the router as the OpenAI Images API (/v1/images/*) and AUTOMATIC1111's API (/sdapi/v1/*)."""
     from ..cli_support import err, make_client, run_guarded
@@ -40,6 +43,11 @@ def serve_command(
         check_bind(host, keys)
         limits = ServerLimits(max_concurrency=max_concurrency, max_images=max_images, max_pixels=max_pixels,
                               max_body_bytes=int(max_body_mb * 1024 * 1024), url_ttl_s=url_ttl)
+        if ray:
+            serve_on_ray(host=host, port=port, keys=keys, limits=limits, strategy=strategy, budget=budget,
+                         replicas=replicas, allow_paths=allow_paths, cors_origins=cors_origin or None,
+                         public_url=public_url)
+            return
         with make_client(strategy, budget) as gen:
             err.print(f"imagegen serve on http://{host}:{port}  (OpenAI: /v1/images/generations, "
                       f"A1111: /sdapi/v1/txt2img){'  auth: on' if keys else ''}", highlight=False)
@@ -47,3 +55,33 @@ def serve_command(
                   cors_origins=cors_origin or None, public_url=public_url)
 
     run_guarded(job)
+
+
+def serve_on_ray(*, host: str, port: int, keys: dict[str, float | None], limits: Any, strategy: str | None,
+                 budget: float | None, replicas: int, **options: Any) -> None:
+    """``imagegen serve --ray``: deploy on the configured Ray and serve until Ctrl-C."""
+    import time
+
+    from ..cli_support import err, make_policy
+    from ..settings import Settings
+    from . import ray_deployment
+    from ._ray_serve import import_serve, run_on_ray
+
+    settings = Settings()
+    application = ray_deployment(num_replicas=replicas, settings=settings, policy=make_policy(strategy),
+                                 budget_usd=budget, api_keys=keys, limits=limits, **options)
+    run_on_ray(application, address=settings.ray_address, host=host, port=port)
+    serve = import_serve()
+    err.print(f"imagegen serve on Ray Serve at http://{host}:{port}  ({replicas} replica"
+              f"{'s' if replicas > 1 else ''}; budgets and limits per replica){'  auth: on' if keys else ''}",
+              highlight=False)
+    try:
+        while True:
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if (settings.ray_address or "local").strip() == "local":
+            serve.shutdown()  # the Ray this process started
+        else:
+            serve.delete("imagegen")  # a shared cluster keeps Serve and its other applications
