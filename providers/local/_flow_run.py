@@ -86,10 +86,11 @@ def run_flow(model: LoadedModel, plan: FlowPlan, init: Any = None, mask: Any = N
             return {}
 
         kwargs = call_kwargs(pipe, plan, seeds, init, mask, references)
+        if progress is not None:  # without a listener, no per-step hook (diffusers gathers tensors for it)
+            kwargs.update(callback_on_step_end=on_step_end, callback_on_step_end_tensor_inputs=["latents"])
         started = time.perf_counter()
         try:
-            out = pipe(**kwargs, output_type="pil", callback_on_step_end=on_step_end,
-                       callback_on_step_end_tensor_inputs=["latents"])
+            out = pipe(**kwargs, output_type="pil")
         finally:
             spent += time.perf_counter() - started
         images.extend(out.images)
