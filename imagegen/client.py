@@ -155,16 +155,10 @@ class ImageGen:
                  progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
         """Generate images. ``request`` may be a Midjourney-style string; keyword arguments
         override request fields (``gen.generate("a cat", seed=7)``)."""
-        request, decision, attempts = self._plan(request, policy, overrides)
+        request, decision, policy = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
         down: set[str] = set()  # providers that failed as a whole: their other models are skipped
-        tries = (policy or self.policy).max_attempts
-        for candidate in attempts:
-            if candidate.card.provider in down:
-                continue
-            if tries == 0:
-                break
-            tries -= 1
+        for candidate in self._attempts(decision, policy, down):
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
@@ -183,16 +177,10 @@ class ImageGen:
     async def agenerate(self, request: GenerateRequest | str, *, policy: RoutePolicy | None = None,
                         progress: ProgressCallback | None = None, **overrides: Any) -> GenerateResult:
         """`generate` for asyncio code; safe inside a running loop."""
-        request, decision, attempts = self._plan(request, policy, overrides)
+        request, decision, policy = self._plan(request, policy, overrides)
         errors: list[tuple[str, str]] = []
         down: set[str] = set()  # providers that failed as a whole: their other models are skipped
-        tries = (policy or self.policy).max_attempts
-        for candidate in attempts:
-            if candidate.card.provider in down:
-                continue
-            if tries == 0:
-                break
-            tries -= 1
+        for candidate in self._attempts(decision, policy, down):
             provider = self._provider(candidate.card)
             reserved = self._reserve_budget(candidate)
             started = time.perf_counter()
@@ -286,7 +274,7 @@ class ImageGen:
         return request
 
     def _plan(self, request: GenerateRequest | str, policy: RoutePolicy | None,
-              overrides: dict[str, Any]) -> tuple[GenerateRequest, RouteDecision, list[Candidate]]:
+              overrides: dict[str, Any]) -> tuple[GenerateRequest, RouteDecision, RoutePolicy]:
         request = self._as_request(request, overrides)
         policy = policy or self.policy
         needs = request.needs()  # as asked: a seed drawn below is not one a model must honour
@@ -299,10 +287,19 @@ class ImageGen:
             updates["variation_seed"] = random.randint(0, SEED_MAX)
         if updates:
             request = request.model_copy(update=updates)
-        decision = self._decide(request, needs, policy)
-        # All candidates: the loop stops after policy.max_attempts tries, not counting the
-        # models of a provider it skips because the provider itself failed.
-        return request, decision, decision.candidates
+        return request, self._decide(request, needs, policy), policy
+
+    @staticmethod
+    def _attempts(decision: RouteDecision, policy: RoutePolicy, down: set[str]) -> Iterator[Candidate]:
+        """The candidates to try in order: at most ``policy.max_attempts``, not counting the
+        models skipped because their provider failed as a whole (``down``, filled as they fail)."""
+        tries = policy.max_attempts
+        for candidate in decision.candidates:
+            if tries == 0:
+                return
+            if candidate.card.provider not in down:
+                tries -= 1
+                yield candidate
 
     def _provider(self, card: ModelCard) -> Provider:
         try:
@@ -340,8 +337,7 @@ class ImageGen:
 
     def _hold_for(self, candidate: Candidate) -> float:
         """What a call on ``candidate`` holds against the budget while it runs."""
-        price = getattr(candidate.card, "price", None)
-        if price is not None and getattr(price, "per_gpu_second", 0.0) > 0:
+        if candidate.card.price.per_gpu_second > 0:
             return candidate.cost_usd * self.PER_SECOND_HOLD
         return candidate.cost_usd
 
@@ -367,7 +363,7 @@ class ImageGen:
         self.record_spend(candidate.card.id, result.cost_usd, images=len(result.images))
 
     def _failed(self, candidate: Candidate, exc: ProviderError, errors: list[tuple[str, str]],
-                down: set[str] | None = None) -> bool:
+                down: set[str]) -> bool:
         """Record a failure (and what it was charged); True when the next candidate may be
         tried. A provider-scope failure (unreachable, refused credentials) marks the whole
         provider ``down``: its other models are skipped, another provider's are tried."""
@@ -377,7 +373,7 @@ class ImageGen:
         self.router.record_failure(candidate.card)
         errors.append((candidate.card.id, str(exc)))
         log.warning("%s failed: %s", candidate.card.id, exc)
-        if getattr(exc, "scope", "model") == "provider" and down is not None:
+        if exc.scope == "provider":
             down.add(candidate.card.provider)
         return exc.retryable
 
