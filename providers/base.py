@@ -100,17 +100,8 @@ class BaseProvider:
 
     def prepare(self, request: GenerateRequest, cards: list[ModelCard],
                 needs: RequestNeeds | None = None) -> list[Prepared]:
-        needs = request.needs() if needs is None else needs
-        if type(self).prepare_one is not BaseProvider.prepare_one:  # an adapter's own rules
-            return [self.prepare_one(request, card, needs) for card in cards]
-        width, height, images = needs.width, needs.height, needs.images
-        prepared = []
-        for card in cards:  # prepare_one's work, inline: a catalog of a hundred cards, every decision
-            one = check_capabilities(request, card, needs)
-            if not one.missing:
-                one.cost_usd = price_estimate(card, width, height, images)
-            prepared.append(one)
-        return prepared
+        needs = request.needs() if needs is None else needs  # derived once for all the cards
+        return [self.prepare_one(request, card, needs) for card in cards]
 
     def prepare_one(self, request: GenerateRequest, card: ModelCard,
                     needs: RequestNeeds | None = None) -> Prepared:
