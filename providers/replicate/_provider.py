@@ -27,7 +27,6 @@ from ..base import (
     Progress,
     ProgressCallback,
     check_capabilities,
-    price_estimate,
     runnable,
 )
 from ._downloads import fetch_output, image_size
@@ -105,9 +104,8 @@ class ReplicateProvider(BaseProvider):
                 one.missing.extend(m for m in plan.missing if m not in one.missing)
                 one.warnings.extend(w for w in plan.warnings if w not in one.warnings)
                 one.plan = plan
-            if one.ok:  # in the card's own price units, from what the plan sends
-                one.cost_usd = plan.estimate_usd(card) if plan is not None else price_estimate(
-                    card, needs.width, needs.height, needs.images)
+            if one.ok:  # (a card without a plan is missing something) priced from what the plan sends
+                one.cost_usd = plan.estimate_usd(card)
             prepared.append(one)
         return prepared
 
