@@ -79,10 +79,6 @@ class Health:
                               f"(back in {streak.cool_until - now:.0f} s)")
         return found
 
-    def observed_latencies(self) -> dict[str, tuple[float, int]]:
-        """Card id -> (EWMA seconds per image, observations), for the cards that have run."""
-        return self._latency
-
     def latency(self, card_id: str, default: float) -> tuple[float, int]:
         """Expected seconds per image and how many observations back it (0: the shipped figure)."""
         return self._latency.get(card_id, (default, 0))

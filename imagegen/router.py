@@ -272,9 +272,7 @@ class Router:
         max_cost = policy.max_cost_per_image + 1e-12 if policy.max_cost_per_image is not None else None
         max_latency, min_elo = policy.max_latency_s, policy.min_elo
         elo_required = min_elo is not None or policy.unknown_elo == "exclude"
-        health = self.health
-        cooling_now = health.cooling_now()
-        observed = health.observed_latencies()
+        cooling_now = self.health.cooling_now()
         candidates: list[Candidate] = []
         excluded: list[Exclusion] = []
         for card, verdict in zip(cards, verdicts, strict=True):
@@ -288,9 +286,7 @@ class Router:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
             cost = verdict.cost_usd or 0.0
-            seen = observed.get(card.id) if observed else None
-            latency = (card.latency_s if seen is None or card.latency_source.startswith(LIVE_LATENCY)
-                       else seen[0]) * count
+            latency = self.expected_latency_s(card, count)
             elo, note = elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"
