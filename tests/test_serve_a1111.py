@@ -16,11 +16,9 @@ webuiapi = pytest.importorskip("webuiapi")
 pytest.importorskip("fastapi")
 pytest.importorskip("imagegen.providers.local")
 
-from imagegen import ImageGen, RoutePolicy, read_infotext  # noqa: E402
+from imagegen import read_infotext  # noqa: E402
 from imagegen.samplers import SAMPLERS  # noqa: E402
-from imagegen.server import ServerLimits, create_app  # noqa: E402
-from imagegen.server._thread import running  # noqa: E402
-from imagegen.testing import FakeReplicate  # noqa: E402
+from tests.serve_fixtures import served_router  # noqa: E402
 
 KEY = "sk-test-webui-0123456789"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,20 +27,12 @@ SMALL = {"width": 64, "height": 64, "steps": 6, "override_settings": {"sd_model_
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        home = tmp_path_factory.mktemp("serve_home")
-        models = home / "models"
-        (models / "Lora").mkdir(parents=True)
-        (models / "Lora" / "inkwash.safetensors").write_bytes(b"not read by the listing")
-        with FakeReplicate(processing_time_s=0.01) as fake:
-            gen = ImageGen(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home,
-                           models_dir=models)
-            missing = [c.id for c in gen.models() if c.provider == "replicate" and c.model not in fake.models]
-            gen.policy = RoutePolicy(exclude=missing)
-            app = create_app(gen, api_key=KEY, limits=ServerLimits(max_pixels=1024 * 1024, max_concurrency=8))
-            with running(app) as url:
-                yield {"url": url, "gen": gen, "fake": fake}
+    home = tmp_path_factory.mktemp("serve_home")
+    models = home / "models"
+    (models / "Lora").mkdir(parents=True)
+    (models / "Lora" / "inkwash.safetensors").write_bytes(b"not read by the listing")
+    with served_router(home, KEY, models) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

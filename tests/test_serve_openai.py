@@ -14,12 +14,10 @@ openai = pytest.importorskip("openai")
 pytest.importorskip("fastapi")
 pytest.importorskip("imagegen.providers.local")
 
-from imagegen import GenerateRequest, ImageGen, RoutePolicy, read_infotext  # noqa: E402
-from imagegen.server import ServerLimits, create_app  # noqa: E402
+from imagegen import GenerateRequest, read_infotext  # noqa: E402
 from imagegen.server._images import ImageStore  # noqa: E402
 from imagegen.server._openai import _mask_for  # noqa: E402
-from imagegen.server._thread import running  # noqa: E402
-from imagegen.testing import FakeReplicate  # noqa: E402
+from tests.serve_fixtures import served_router  # noqa: E402
 
 KEY = "sk-test-openai-0123456789"
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,18 +25,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        home = tmp_path_factory.mktemp("serve_home")
-        with FakeReplicate(processing_time_s=0.01) as fake:
-            gen = ImageGen(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home,
-                           models_dir=home / "models")
-            # Route only to what the emulator serves (the catalog also lists models it lacks).
-            missing = [c.id for c in gen.models() if c.provider == "replicate" and c.model not in fake.models]
-            gen.policy = RoutePolicy(exclude=missing)
-            app = create_app(gen, api_key=KEY, limits=ServerLimits(max_pixels=1024 * 1024, max_concurrency=8))
-            with running(app) as url:
-                yield {"url": url, "gen": gen, "fake": fake}
+    with served_router(tmp_path_factory.mktemp("serve_home"), KEY) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ pytest.importorskip("fastapi")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from imagegen import ConfigError, GenerateRequest, ImageGen, RoutePolicy  # noqa: E402
+from imagegen import ConfigError, GenerateRequest, ImageGen  # noqa: E402
 from imagegen.cli import app as cli_app  # noqa: E402
 from imagegen.server import Guard, Refusal, ServerLimits, check_bind, create_app, is_loopback  # noqa: E402
 from imagegen.server._security import check_references  # noqa: E402
@@ -33,11 +33,8 @@ def fake():
 @pytest.fixture(scope="module")
 def gen(fake, tmp_path_factory):
     home = tmp_path_factory.mktemp("serve_home")
-    client = ImageGen(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home,
-                      models_dir=home / "models")
-    missing = [c.id for c in client.models() if c.provider == "replicate" and c.model not in fake.models]
-    client.policy = RoutePolicy(exclude=missing)
-    return client
+    return ImageGen(replicate_api_token=fake.api_token, replicate_base_url=fake.base_url, home=home,
+                    models_dir=home / "models")
 
 
 @pytest.fixture(scope="module")
