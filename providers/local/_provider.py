@@ -123,10 +123,11 @@ class LocalProvider(BaseProvider):
         sampler, prompt), worked out once for all cards; raises on bad provider options."""
         needs = request.needs() if needs is None else needs
         extra = _request_warnings(request)
+        opts = options(request)
         prepared = []
         for card in cards:
             if is_flow(card.family):  # FLUX / SD 3.5: their own knobs, warnings and plan
-                prepared.append(prepare_flow(self, request, card, needs, options(request)))
+                prepared.append(prepare_flow(self, request, card, needs, opts))
                 continue
             one = self.prepare_one(request, card, needs)
             one.warnings += extra
