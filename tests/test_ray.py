@@ -206,10 +206,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_sess
             while time.monotonic() < deadline:
                 busy = [w for w in pool.workers if w.busy and w.alive]
                 if busy:
-                    time.sleep(0.3)  # into its denoising steps
-                    ray_session.kill(busy[0].actor)
-                    killed.append(busy[0].index)
-                    return
+                    time.sleep(0.1)  # into its denoising steps
+                    if busy[0].busy:  # still mid-request (a fast run may have finished)
+                        ray_session.kill(busy[0].actor)
+                        killed.append(busy[0].index)
+                        return
                 time.sleep(0.02)
 
         killer = threading.Thread(target=kill_one_while_busy)
@@ -226,11 +227,20 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_sess
 
         # the last worker dies mid-request: a provider failure the client falls back from
         last = pool.live[0]
-        request = demo(model=None, seed=7, steps=30)
+        request = demo(model=None, seed=7, steps=150)
         pool._per_image_s["demo"] = 0.01  # so the pool is the fastest choice (the CPUs are shared)
         assert gen.route(request).chosen.id == "ray:demo"
-        threading.Timer(0.5, lambda: ray_session.kill(last.actor)).start()
+
+        def kill_last_once_busy():  # not on a timer: a fast run could finish before it fires
+            deadline = time.monotonic() + 60
+            while not last.busy and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ray_session.kill(last.actor)
+
+        killer = threading.Thread(target=kill_last_once_busy)
+        killer.start()
         result = gen.generate(request)
+        killer.join()
         assert result.provider == "local"
         assert any("fell back after ray:demo" in w for w in result.warnings)
         assert not pool.live and fragile.models() == []
