@@ -87,7 +87,10 @@ def test_provider_generates_from_a_single_file_as_from_the_folder(tiny, single_f
     from_file = provider.run(GenerateRequest(
         **request, provider_options={"local": {"config": str(tiny.config_dir)}}), card)
     from_folder = provider.run(GenerateRequest(**request), provider.card_for("tiny"))
-    assert np.array_equal(np.asarray(from_file.images[0].pil()), np.asarray(from_folder.images[0].pil()))
+    # The weights are bit-exact (test above); the two loads may still lay tensors out differently,
+    # which on some installs moves one channel value by one level after rounding to 8 bits.
+    a, b = (np.asarray(r.images[0].pil()).astype(int) for r in (from_file, from_folder))
+    assert np.abs(a - b).max() <= 1 and (a != b).mean() < 0.001
     assert "Model hash: " in from_file.images[0].infotext  # sha256[:10] of the file, as A1111 writes
 
 
