@@ -190,6 +190,21 @@ async def test_cancelling_the_awaiting_task_stops_the_worker(provider, local):
 
 # -- faults ------------------------------------------------------------------------------------
 
+def kill_once_busy(ray_session, workers, timeout_s: float = 60.0) -> int | None:
+    """Kill the first of ``workers`` seen mid-request (not on a timer: a fast run could finish
+    before it fired); its index, or None if none was busy in time."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for worker in workers:
+            if worker.busy and worker.alive:
+                time.sleep(0.1)  # into its denoising steps
+                if worker.busy:  # still mid-request (a fast run may have finished)
+                    ray_session.kill(worker.actor)
+                    return worker.index
+        time.sleep(0.01)
+    return None
+
+
 def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_session, settings, local):
     from imagegen.providers.ray import RayProvider
 
@@ -199,25 +214,12 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_sess
                        policy=RoutePolicy(strategy="speed", exclude=["ray:tiny", "local:tiny"]))
         pool = fragile.pool()
         requests = [demo(seed=100 + i, steps=20) for i in range(4)]
-        killed: list[int] = []
-
-        def kill_one_while_busy():
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                busy = [w for w in pool.workers if w.busy and w.alive]
-                if busy:
-                    time.sleep(0.1)  # into its denoising steps
-                    if busy[0].busy:  # still mid-request (a fast run may have finished)
-                        ray_session.kill(busy[0].actor)
-                        killed.append(busy[0].index)
-                        return
-                time.sleep(0.02)
-
-        killer = threading.Thread(target=kill_one_while_busy)
+        killed: list[int | None] = []
+        killer = threading.Thread(target=lambda: killed.append(kill_once_busy(ray_session, pool.workers)))
         killer.start()
         results = list(gen.map(requests, concurrency=4))
         killer.join()
-        assert killed and len(pool.live) == 1
+        assert killed[0] is not None and len(pool.live) == 1
         assert sorted(r.raw["index"] for r in results) == [0, 1, 2, 3]  # each once
         assert sorted(r.images[0].seed for r in results) == [100, 101, 102, 103]
         retried = [r for r in results if r.raw["ray"]["attempts"] > 1]
@@ -230,14 +232,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(ray_sess
         request = demo(model=None, seed=7, steps=150)
         pool._per_image_s["demo"] = 0.01  # so the pool is the fastest choice (the CPUs are shared)
         assert gen.route(request).chosen.id == "ray:demo"
-
-        def kill_last_once_busy():  # not on a timer: a fast run could finish before it fires
-            deadline = time.monotonic() + 60
-            while not last.busy and time.monotonic() < deadline:
-                time.sleep(0.01)
-            ray_session.kill(last.actor)
-
-        killer = threading.Thread(target=kill_last_once_busy)
+        killer = threading.Thread(target=kill_once_busy, args=(ray_session, [last]))
         killer.start()
         result = gen.generate(request)
         killer.join()
