@@ -83,6 +83,11 @@ class Health:
         """Expected seconds per image and how many observations back it (0: the shipped figure)."""
         return self._latency.get(card_id, (default, 0))
 
+    def observed_latencies(self) -> dict[str, tuple[float, int]]:
+        """Card id -> (EWMA seconds per image, observations), for the cards observed so far (the
+        router's table to look up; not to be changed)."""
+        return self._latency
+
     def snapshot(self) -> dict[str, dict[str, float]]:
         """Cooldown and latency state, for display (`imagegen route --health`)."""
         now = self.clock()

@@ -7,6 +7,7 @@ then the cheaper, faster, better-rated card, and finally the card id.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -19,7 +20,7 @@ _NO_ELO = 0.0  # the quality score of an unrated card: below every Elo, and JSON
 
 # A plain dataclass, not a pydantic model: a decision over a large catalog makes one per card,
 # and pydantic still validates and serialises it as a field of RouteDecision.
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     """A card that can serve the request. ``score``: higher is better, in the strategy's unit.
     ``prepared``: the provider's plan for it, which the client hands back to run it."""
@@ -44,38 +45,39 @@ def rank(candidates: list[Candidate], strategy: str, weights: dict[str, float], 
     ``prefer`` ("local" or "cloud") breaks ties on the strategy's own measure, e.g. a local card
     and the cloud card of the same weights, which share one Elo, under "quality"."""
     if strategy == "balanced":
-        for c, score in zip(candidates, balanced_utilities(candidates, weights, count)):
+        for c, score in zip(candidates, balanced_utilities(candidates, weights)):
             c.score = score
-    prefer_local = prefer == "local"
-    keyed = []
-    for c in candidates:  # one flat key per card: the sort is the hot part of a decision
-        card, latency, elo = c.card, c.latency_s, c.elo
-        per_image = c.cost_usd / count
-        unrated = elo is None
-        elo_key = 0.0 if unrated else -elo
-        builtin = card.kind == "builtin"  # the demo card last, cooling cards after healthy ones
-        pref = prefer is not None and (card.provider == "local") != prefer_local
-        if strategy == "cost":
-            c.score = 0.0 - per_image
-            key = (builtin, c.cooling, per_image, pref, latency, unrated, elo_key, card.id)
-        elif strategy == "quality":
-            c.score = _NO_ELO if unrated else elo
-            key = (builtin, c.cooling, unrated, elo_key, pref, per_image, latency, card.id)
-        elif strategy == "speed":
-            c.score = 0.0 - latency
-            key = (builtin, c.cooling, latency, pref, per_image, unrated, elo_key, card.id)
-        else:
-            key = (builtin, c.cooling, -c.score, pref, per_image, latency, unrated, elo_key, card.id)
-        keyed.append((key, c))
-    keyed.sort(key=_first)
-    return [c for _, c in keyed]
+    # One flat key per card, built in one pass per strategy (the sort is the hot part of a
+    # decision). It leads with one number that puts the demo card last and cooling cards after
+    # healthy ones; the `prefer` term is True for the kind of card (local or cloud) not preferred.
+    local_first = prefer == "local"
+    if strategy == "cost":
+        for c in candidates:
+            c.score = 0.0 - c.cost_usd / count
+        keys = [((c.card.kind == "builtin") * 2 + c.cooling, c.cost_usd,
+                 prefer is not None and (c.card.provider == "local") != local_first,
+                 c.latency_s, c.elo is None, -(c.elo or 0.0), c.card.id) for c in candidates]
+    elif strategy == "quality":
+        for c in candidates:
+            c.score = _NO_ELO if c.elo is None else c.elo
+        keys = [((c.card.kind == "builtin") * 2 + c.cooling, c.elo is None, -(c.elo or 0.0),
+                 prefer is not None and (c.card.provider == "local") != local_first,
+                 c.cost_usd, c.latency_s, c.card.id) for c in candidates]
+    elif strategy == "speed":
+        for c in candidates:
+            c.score = 0.0 - c.latency_s
+        keys = [((c.card.kind == "builtin") * 2 + c.cooling, c.latency_s,
+                 prefer is not None and (c.card.provider == "local") != local_first,
+                 c.cost_usd, c.elo is None, -(c.elo or 0.0), c.card.id) for c in candidates]
+    else:
+        keys = [((c.card.kind == "builtin") * 2 + c.cooling, -c.score,
+                 prefer is not None and (c.card.provider == "local") != local_first,
+                 c.cost_usd, c.latency_s, c.elo is None, -(c.elo or 0.0), c.card.id) for c in candidates]
+    order = sorted(range(len(candidates)), key=keys.__getitem__)
+    return [candidates[i] for i in order]
 
 
-def _first(pair: tuple) -> tuple:
-    return pair[0]
-
-
-def balanced_utilities(candidates: list[Candidate], weights: dict[str, float], count: int) -> list[float]:
+def balanced_utilities(candidates: list[Candidate], weights: dict[str, float]) -> list[float]:
     """Weighted utility in [0, 1] per candidate.
 
     Quality is the chance of being preferred over the best-rated candidate (the Elo win
@@ -85,23 +87,28 @@ def balanced_utilities(candidates: list[Candidate], weights: dict[str, float], c
     scaling so its zero cost does not squash the real models' differences.
     """
     real = [c for c in candidates if c.card.kind != "builtin"] or candidates
-    elos = [c.elo for c in real if c.elo is not None]
-    best = max(elos) if elos else None
+    best = max([c.elo for c in real if c.elo is not None], default=None)
     w_q, w_c, w_s = (weights.get(k, 0.0) for k in ("quality", "cost", "speed"))
     total = w_q + w_c + w_s
-    costs = [c.cost_usd / count for c in real]
+    # Scaled on the whole request's cost (min-max scaling is the same per image or per
+    # request); an empty range scores 1 for all, the demo card too (lo = inf).
+    costs = [c.cost_usd for c in real]
     latencies = [c.latency_s for c in real]
-    # whole columns at a time: a catalog of a hundred cards is ranked on every decision
-    quality = [0.0 if c.elo is None or best is None else min(1.0, 2.0 / (1.0 + 10.0 ** ((best - c.elo) / 400.0)))
-               for c in candidates]
-    cheap = _down([c.cost_usd / count for c in candidates], min(costs), max(costs))
-    fast = _down([c.latency_s for c in candidates], min(latencies), max(latencies))
-    return [(w_q * q + w_c * c + w_s * s) / total for q, c, s in zip(quality, cheap, fast)]
-
-
-def _down(values: list[float], lo: float, hi: float) -> list[float]:
-    """1 at the low end, 0 at the high end, clipped (the demo card may lie outside)."""
-    if hi <= lo:
-        return [1.0] * len(values)
-    span = hi - lo
-    return [1.0 if value <= lo else 0.0 if value >= hi else (hi - value) / span for value in values]
+    c_lo, c_hi = min(costs), max(costs)
+    s_lo, s_hi = min(latencies), max(latencies)
+    c_inv = 1.0 / (c_hi - c_lo) if c_hi > c_lo else 0.0
+    s_inv = 1.0 / (s_hi - s_lo) if s_hi > s_lo else 0.0
+    c_lo = c_lo if c_inv else math.inf
+    s_lo = s_lo if s_inv else math.inf
+    # quality by Elo value: a catalog repeats ratings (shared weights, family priors)
+    quality = {None: 0.0}
+    if best is not None:
+        for c in candidates:
+            if c.elo not in quality:
+                quality[c.elo] = min(1.0, 2.0 / (1.0 + 10.0 ** ((best - c.elo) / 400.0)))
+    w_q, w_c, w_s = w_q / total, w_c / total, w_s / total
+    # one expression per card, the clipping inline: this runs for every card of a catalog
+    return [w_q * quality[c.elo]
+            + w_c * (1.0 if c.cost_usd <= c_lo else 0.0 if c.cost_usd >= c_hi else (c_hi - c.cost_usd) * c_inv)
+            + w_s * (1.0 if c.latency_s <= s_lo else 0.0 if c.latency_s >= s_hi else (s_hi - c.latency_s) * s_inv)
+            for c in candidates]

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -77,7 +78,7 @@ class RoutePolicy(BaseModel):
         return value
 
 
-@dataclass
+@dataclass(slots=True)
 class Exclusion:
     card: ModelCard
     reason: str
@@ -151,7 +152,7 @@ class Router:
 
     def expected_latency_s(self, card: ModelCard, images: int = 1) -> float:
         """Expected seconds for ``images`` images: observed (EWMA) once the card has run."""
-        if card.latency_source.startswith(LIVE_LATENCY):
+        if card.latency_source.startswith(LIVE_LATENCY):  # (`rank` has this inline)
             return card.latency_s * max(1, images)
         return self.health.latency(card.id, card.latency_s)[0] * max(1, images)
 
@@ -241,44 +242,52 @@ class Router:
         if overrides:  # the user's own table wins over what a provider ships
             cards = [overrides.get(card.id, card) for card in cards]
         needs = request.needs() if needs is None else needs
-        verdicts: list[str | Prepared | None] = [None] * len(cards)
-        batches: dict[str, list[int]] = {}
+        # card i's Prepared; a card the policy or a missing provider rules out gets one here,
+        # with the reason as what it misses
+        verdicts: list[Prepared | None] = [None] * len(cards)
+        batches: dict[str, tuple[list[int], list[ModelCard]]] = {}  # provider -> positions, cards
         allowed = set(policy.providers) if policy.providers is not None else None
         denied = set(policy.exclude)
+        restricted = policy.local_only or allowed is not None or denied
         for i, card in enumerate(cards):
             name = card.provider
-            forbidden = (policy.local_only and name != "local") or (allowed is not None and name not in allowed)
-            if forbidden or (denied and (name in denied or card.id in denied)):
-                verdicts[i] = _policy_reason(card, policy)
-            elif name not in providers:
-                verdicts[i] = f"provider {name!r} is not installed"
-            else:
-                batches.setdefault(name, []).append(i)
-        for name, positions in batches.items():
-            prepared = providers[name].prepare(request, [cards[i] for i in positions], needs)
-            for i, one in zip(positions, prepared, strict=True):
+            if restricted and ((policy.local_only and name != "local") or (allowed is not None and name not in allowed)
+                               or name in denied or card.id in denied):
+                verdicts[i] = _ruled_out(card, request, _policy_reason(card, policy))
+                continue
+            batch = batches.get(name)
+            if batch is None:
+                if name not in providers:
+                    verdicts[i] = _ruled_out(card, request, f"provider {name!r} is not installed")
+                    continue
+                batch = batches[name] = ([], [])
+            batch[0].append(i)
+            batch[1].append(card)
+        for name, (positions, batch_cards) in batches.items():
+            for i, one in zip(positions, providers[name].prepare(request, batch_cards, needs), strict=True):
                 verdicts[i] = one
         return self.rank(cards, verdicts, policy, needs)
 
-    def rank(self, cards: list[ModelCard], verdicts: list[str | Prepared], policy: RoutePolicy,
+    def rank(self, cards: list[ModelCard], verdicts: list[Prepared], policy: RoutePolicy,
              needs: RequestNeeds) -> RouteDecision:
-        """Rank prepared cards under the policy's constraints. ``verdicts[i]`` is card i's
-        `Prepared`, or the reason it was ruled out before preparing."""
+        """Rank prepared cards under the policy's constraints. ``verdicts[i]``: card i's `Prepared`."""
         elo_of = self._elo_resolver(policy, cards)
+        # shipped Elo straight from the resolver's memo (a call per card is a fifth of a decision)
+        known_elo = (self._shipped_elo if policy.elo_source == "shipped" else {}).get
         fixed_prior = None if isinstance(policy.unknown_elo, str) else float(policy.unknown_elo)
         count = max(1, needs.images)
         needs_negative = policy.require_negative_prompt and needs.negative_prompt
-        # the per-request limits, so the loop compares numbers and builds text only to explain
-        max_cost = policy.max_cost_per_image + 1e-12 if policy.max_cost_per_image is not None else None
-        max_latency, min_elo = policy.max_latency_s, policy.min_elo
-        elo_required = min_elo is not None or policy.unknown_elo == "exclude"
+        # the policy's limits as numbers the loop compares (text is built only to explain)
+        cost_limit = (math.inf if policy.max_cost_per_image is None
+                      else (policy.max_cost_per_image + 1e-12) * count)  # for the whole request
+        latency_limit = math.inf if policy.max_latency_s is None else policy.max_latency_s
+        elo_floor = -math.inf if policy.min_elo is None else policy.min_elo
+        unrated_ok = policy.min_elo is None and policy.unknown_elo != "exclude"
         cooling_now = self.health.cooling_now()
+        observed = self.health.observed_latencies()
         candidates: list[Candidate] = []
         excluded: list[Exclusion] = []
         for card, verdict in zip(cards, verdicts, strict=True):
-            if isinstance(verdict, str):
-                excluded.append(Exclusion(card, verdict))
-                continue
             if verdict.missing:
                 excluded.append(Exclusion(card, "; ".join(verdict.missing)))
                 continue
@@ -286,32 +295,46 @@ class Router:
                 excluded.append(Exclusion(card, "drops the negative prompt (require_negative_prompt is set)"))
                 continue
             cost = verdict.cost_usd or 0.0
-            latency = self.expected_latency_s(card, count)
-            elo, note = elo_of(card)
+            latency = card.latency_s  # as `expected_latency_s`, inline
+            if observed:
+                seen = observed.get(card.id)
+                if seen is not None and not card.latency_source.startswith(LIVE_LATENCY):
+                    latency = seen[0]
+            latency *= count
+            known = known_elo(card.id)
+            elo, note = known[1] if known is not None and known[0] is card.elo else elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"
-            over_budget = max_cost is not None and cost / count > max_cost
-            too_slow = max_latency is not None and latency > max_latency
-            short_of_elo = elo_required if elo is None else (min_elo is not None and elo < min_elo)
-            if over_budget or too_slow or short_of_elo:
-                excluded.append(Exclusion(card, _constraint_reason(policy, cost / count, latency, elo)))
+            if cost > cost_limit or latency > latency_limit or (not unrated_ok if elo is None else elo < elo_floor):
+                excluded.append(Exclusion(card, _constraint_reason(
+                    policy.max_cost_per_image, policy.max_latency_s, policy.min_elo, policy.unknown_elo,
+                    cost / count, latency, elo)))
                 continue
             # (a batch over max_images_per_call is the provider's to split)
             warnings = verdict.warnings  # copied only when something is added to it
             cooling = (cooling_now.get(card.id) or cooling_now.get(provider_key(card.provider))) if cooling_now else None
             if cooling:
                 warnings = [*warnings, cooling + "; tried after healthy models"]
-            if card.kind == "builtin":
-                warnings = [*warnings, DEMO_NOTICE]
             candidates.append(Candidate(card, 0.0, cost, latency, warnings, elo, note, cooling is not None, verdict))
         if not candidates:
             raise NoRouteError("no model can serve this request",
                                [(e.card.id, e.reason) for e in excluded])
         ranked = rank(candidates, policy.strategy, policy.weights, count, policy.prefer)
+        for c in reversed(ranked):  # the demo card ranks after every other: found from the end
+            if c.card.kind != "builtin":
+                break
+            c.warnings = [*c.warnings, DEMO_NOTICE]
         notices = _notices(ranked, policy)
         return RouteDecision.model_construct(chosen=ranked[0].card, candidates=ranked,
                                              excluded=excluded, strategy=policy.strategy,
                                              notices=notices)
+
+
+def _ruled_out(card: ModelCard, request: GenerateRequest, reason: str) -> Prepared:
+    # imported here: the module brings asyncio, which `import imagegen` does without
+    from imagegen.providers.base import Prepared
+
+    return Prepared(card, request, [reason])
 
 
 def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str:
@@ -322,29 +345,31 @@ def _policy_reason(card: ModelCard, policy: RoutePolicy) -> str:
     return "excluded by policy (exclude)"
 
 
-def _constraint_reason(policy: RoutePolicy, cost_per_image: float, latency: float,
+@functools.lru_cache(maxsize=1024)  # a catalog repeats a few prices and latencies
+def _constraint_reason(max_cost: float | None, max_latency: float | None, min_elo: float | None,
+                       unknown_elo: str | float, cost_per_image: float, latency: float,
                        elo: float | None) -> str:
-    if policy.max_cost_per_image is not None and cost_per_image > policy.max_cost_per_image + 1e-12:
-        return (f"estimated ${cost_per_image:.4f} per image is over max_cost_per_image "
-                f"${policy.max_cost_per_image:.4f}")
-    if policy.max_latency_s is not None and latency > policy.max_latency_s:
-        return f"expected {latency:.1f} s is over max_latency_s {policy.max_latency_s:g} s"
+    """Why a card breaks the policy's limits (``max_cost`` and the rest: the policy's)."""
+    if max_cost is not None and cost_per_image > max_cost + 1e-12:
+        return f"estimated ${cost_per_image:.4f} per image is over max_cost_per_image ${max_cost:.4f}"
+    if max_latency is not None and latency > max_latency:
+        return f"expected {latency:.1f} s is over max_latency_s {max_latency:g} s"
     if elo is None:
-        if policy.min_elo is not None:
-            return f"Elo unknown, so min_elo {policy.min_elo:g} cannot be shown to hold"
-        if policy.unknown_elo == "exclude":
+        if min_elo is not None:
+            return f"Elo unknown, so min_elo {min_elo:g} cannot be shown to hold"
+        if unknown_elo == "exclude":
             return "Elo unknown (unknown_elo='exclude')"
-    elif policy.min_elo is not None and elo < policy.min_elo:
-        return f"Elo {elo:.0f} is under min_elo {policy.min_elo:g}"
-    return "breaks a policy constraint"  # not reached: decide() calls this only for a breach
+    elif min_elo is not None and elo < min_elo:
+        return f"Elo {elo:.0f} is under min_elo {min_elo:g}"
+    return "breaks a policy constraint"  # not reached: rank() calls this only for a breach
 
 
 def _notices(candidates: list[Candidate], policy: RoutePolicy) -> list[str]:
     notices = []
     if candidates[0].card.kind == "builtin":
         notices.append(DEMO_NOTICE)
-    unrated = sum(c.elo is None for c in candidates)
-    if unrated and policy.strategy in ("quality", "balanced"):
+    unrated = sum(c.elo is None for c in candidates) if policy.strategy in ("quality", "balanced") else 0
+    if unrated:
         notices.append(f"{unrated} candidate(s) have no known Elo: ranked after rated ones on quality "
                        f"(unknown_elo={policy.unknown_elo!r})")
     if policy.elo_source != "shipped":

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from imagegen.catalog import MEGAPIXEL, image_misses
 
 if TYPE_CHECKING:
-    from imagegen.catalog import ModelCard
+    from imagegen.catalog import Capabilities, ModelCard, Price
     from imagegen.request import GenerateRequest, RequestNeeds
     from imagegen.result import GenerateResult
     from imagegen.settings import Settings
@@ -100,17 +100,19 @@ class BaseProvider:
 
     def prepare(self, request: GenerateRequest, cards: list[ModelCard],
                 needs: RequestNeeds | None = None) -> list[Prepared]:
+        """`prepare_one` per card; by default the generic check and price estimate, worked out
+        for all the cards at once (`generic_verdicts`)."""
         needs = request.needs() if needs is None else needs  # derived once for all the cards
-        return [self.prepare_one(request, card, needs) for card in cards]
+        if type(self).prepare_one is not BaseProvider.prepare_one:  # an adapter's own per-card rules
+            return [self.prepare_one(request, card, needs) for card in cards]
+        return [Prepared(card, request, [*missing] if missing else [], [*warnings] if warnings else [], cost)
+                for card, (missing, warnings, cost) in zip(cards, generic_verdicts(cards, needs))]
 
     def prepare_one(self, request: GenerateRequest, card: ModelCard,
                     needs: RequestNeeds | None = None) -> Prepared:
-        """The generic check and price estimate for one card."""
-        needs = request.needs() if needs is None else needs
-        prepared = check_capabilities(request, card, needs)
-        if prepared.ok:
-            prepared.cost_usd = price_estimate(card, needs.width, needs.height, needs.images)
-        return prepared
+        """The generic check and price estimate for one card (override to add rules per card)."""
+        (missing, warnings, cost), = generic_verdicts([card], request.needs() if needs is None else needs)
+        return Prepared(card, request, list(missing), list(warnings), cost)
 
     def generate(self, prepared: Prepared, *, progress: ProgressCallback | None = None) -> GenerateResult:
         raise NotImplementedError
@@ -167,10 +169,46 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
 
     ``needs``: ``request.needs()`` when the caller already has it (checking many cards).
     """
-    n = request.needs() if needs is None else needs
-    caps = card.capabilities
-    result = Prepared(card, request)
-    hard = result.missing
+    missing, warnings, _ = generic_verdicts([card], request.needs() if needs is None else needs)[0]
+    return Prepared(card, request, list(missing), list(warnings))
+
+
+Verdict = tuple[tuple[str, ...], tuple[str, ...], "float | None"]  # (missing, warnings, cost)
+
+# The generic verdicts worked out so far, per request needs and card. The router screens every
+# card of a catalog on every decision, mostly for the same few needs. An entry is reused while
+# the card's capabilities and price are the same (frozen) objects and its latency the same
+# number; it holds the card, so the card's id is never reused while the entry is kept.
+_VERDICTS: dict[RequestNeeds, dict[int, tuple[ModelCard, Capabilities, Price, float, Verdict]]] = {}
+_NEEDS_KEPT = 64  # needs remembered; past that the memo starts again
+_CARDS_KEPT = 4096  # cards remembered per needs (a provider may make new card objects per call)
+
+
+def generic_verdicts(cards: list[ModelCard], needs: RequestNeeds) -> list[Verdict]:
+    """Per card: (missing, warnings, cost) from the card alone: its capabilities against
+    ``needs`` and, when nothing is missing, `price_estimate`."""
+    known = _VERDICTS.get(needs)
+    if known is None:
+        if len(_VERDICTS) >= _NEEDS_KEPT:
+            _VERDICTS.clear()
+        known = _VERDICTS[needs] = {}
+    elif len(known) >= _CARDS_KEPT:
+        known.clear()
+    out = []
+    for card in cards:
+        entry = known.get(id(card))
+        if (entry is None or entry[1] is not card.capabilities or entry[2] is not card.price
+                or entry[3] != card.latency_s):
+            missing, warnings = _screen(card.capabilities, needs)
+            cost = None if missing else price_estimate(card, needs.width, needs.height, needs.images)
+            entry = known[id(card)] = (card, card.capabilities, card.price, card.latency_s,
+                                       (missing, warnings, cost))
+        out.append(entry[4])
+    return out
+
+
+def _screen(caps: Capabilities, n: RequestNeeds) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    hard: list[str] = []
     if n.init_image or n.reference_images or not caps.txt2img:  # (most requests: text alone)
         hard.extend(image_misses(n, caps))  # init image (img2img, inpaint, edit), references
     if n.controlnet and not caps.controlnet:
@@ -186,7 +224,7 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
         if max(width, height) > caps.max_side or min(width, height) < caps.min_side:
             hard.append(f"size {width}x{height} is outside {caps.min_side}..{caps.max_side} px")
 
-    soft = result.warnings
+    soft: list[str] = []
     if n.negative_prompt and not caps.negative_prompt:
         soft.append("negative_prompt ignored: the model does not take one")
     if n.clip_skip and not caps.clip_skip:
@@ -206,4 +244,4 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
     if n.output_format not in caps.output_formats:
         soft.append(f"output_format {n.output_format} unavailable: converted from "
                     f"{caps.output_formats[0]}")
-    return result
+    return tuple(hard), tuple(soft)

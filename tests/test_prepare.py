@@ -4,7 +4,7 @@ candidate and never again when it runs."""
 
 import pytest
 from imagegen.providers import base as provider_base
-from imagegen.providers.base import BaseProvider, Prepared
+from imagegen.providers.base import BaseProvider, Prepared, check_capabilities
 from imagegen.providers.local import LocalProvider
 from imagegen.providers.replicate import CallPolicy, ReplicateProvider
 from imagegen.providers.replicate import _provider as replicate_provider
@@ -209,3 +209,38 @@ def test_running_a_prepared_card_that_cannot_serve_it_is_refused():
     assert not prepared.ok
     with pytest.raises(ConfigError, match="does not load LoRAs"):
         provider_base.runnable(prepared)
+
+
+def test_a_remembered_verdict_follows_a_card_that_changes():
+    """Verdicts are remembered per request needs and card, never past a change to the card."""
+    card = ModelCard(id="own:m", provider="own", price=Price(per_gpu_second=0.01), latency_s=2.0)
+    lora = GenerateRequest(prompt="a boat", loras=[{"name": "a/b"}])
+    base = BaseProvider()
+    assert base.prepare(lora, [card])[0].missing == ["does not load LoRAs"]
+    card.capabilities = card.capabilities.model_copy(update={"lora": True})
+    assert base.prepare(lora, [card])[0].missing == []
+    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.02)
+    card.latency_s = 3.0  # GPU seconds priced from the expected latency
+    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.03)
+    card.price = Price(per_image=0.5)
+    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.5)
+
+
+def test_changing_a_prepared_verdict_changes_no_later_one():
+    card = ModelCard(id="own:m", provider="own", capabilities=Capabilities(cfg=False))
+    request = GenerateRequest(prompt="a boat", cfg_scale=5.0)
+    first = BaseProvider().prepare(request, [card])[0]
+    assert first.warnings == ["cfg_scale ignored: the model has no guidance setting"]
+    first.warnings.append("an adapter's own note")
+    first.missing.append("an adapter's own rule")
+    again = BaseProvider().prepare(request, [card])[0]
+    assert again.warnings == ["cfg_scale ignored: the model has no guidance setting"] and again.missing == []
+    assert check_capabilities(request, card).warnings == again.warnings
+
+
+def test_the_remembered_verdicts_stay_bounded_when_cards_are_made_anew_each_time():
+    request = GenerateRequest(prompt="a boat")
+    base = BaseProvider()
+    for i in range(provider_base._CARDS_KEPT + 10):  # as a provider that makes its cards per call
+        base.prepare(request, [ModelCard(id=f"own:m{i}", provider="own")])
+    assert len(provider_base._VERDICTS[request.needs()]) <= provider_base._CARDS_KEPT
