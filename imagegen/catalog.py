@@ -182,9 +182,13 @@ class Capabilities(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """One routable model. ``id`` is ``"<provider>:<model>"``."""
+    """One routable model. ``id`` is ``"<provider>:<model>"``.
 
-    model_config = ConfigDict(extra="forbid")
+    Frozen, as its parts are: a card is shared, not copied (the router remembers what it worked
+    out per card object); `model_copy(update=...)` makes a changed one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str
     provider: str
@@ -282,9 +286,9 @@ def load_user_catalog(home: str | Path | None) -> CatalogData:
 
 
 def cloud_cards(provider: str = "replicate", catalog: CatalogData | None = None) -> list[ModelCard]:
-    """The shipped cards of one cloud provider (fresh copies: callers may change them)."""
+    """The shipped cards of one cloud provider (frozen: the same objects on every call)."""
     catalog = catalog or _shipped()
-    return [c.model_copy(deep=True) for c in catalog.cards if c.provider == provider]
+    return [c for c in catalog.cards if c.provider == provider]
 
 
 def local_elo_prior(family: str, catalog: CatalogData | None = None) -> Elo:

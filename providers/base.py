@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from imagegen.catalog import MEGAPIXEL, image_misses
 
 if TYPE_CHECKING:
-    from imagegen.catalog import Capabilities, ModelCard, Price
+    from imagegen.catalog import Capabilities, ModelCard
     from imagegen.request import GenerateRequest, RequestNeeds
     from imagegen.result import GenerateResult
     from imagegen.settings import Settings
@@ -175,13 +175,13 @@ def check_capabilities(request: GenerateRequest, card: ModelCard,
 
 Verdict = tuple[tuple[str, ...], tuple[str, ...], "float | None"]  # (missing, warnings, cost)
 
-# The generic verdicts worked out so far, per request needs and card. The router screens every
-# card of a catalog on every decision, mostly for the same few needs. An entry is reused while
-# the card's capabilities and price are the same (frozen) objects and its latency the same
-# number; it holds the card, so the card's id is never reused while the entry is kept.
-_VERDICTS: dict[RequestNeeds, dict[int, tuple[ModelCard, Capabilities, Price, float, Verdict]]] = {}
+# The generic verdicts worked out so far, per request needs and card object (cards are frozen,
+# and providers hand out the same card objects on every call). The router screens every card of
+# a catalog on every decision, mostly for the same few needs. An entry holds its card, so the
+# card's id is not reused while the entry is kept.
+_VERDICTS: dict[RequestNeeds, dict[int, tuple[ModelCard, Verdict]]] = {}
 _NEEDS_KEPT = 64  # needs remembered; past that the memo starts again
-_CARDS_KEPT = 4096  # cards remembered per needs (a provider may make new card objects per call)
+_CARDS_KEPT = 4096  # cards remembered per needs (a provider may make new cards per call)
 
 
 def generic_verdicts(cards: list[ModelCard], needs: RequestNeeds) -> list[Verdict]:
@@ -197,13 +197,11 @@ def generic_verdicts(cards: list[ModelCard], needs: RequestNeeds) -> list[Verdic
     out = []
     for card in cards:
         entry = known.get(id(card))
-        if (entry is None or entry[1] is not card.capabilities or entry[2] is not card.price
-                or entry[3] != card.latency_s):
+        if entry is None or entry[0] is not card:
             missing, warnings = _screen(card.capabilities, needs)
             cost = None if missing else price_estimate(card, needs.width, needs.height, needs.images)
-            entry = known[id(card)] = (card, card.capabilities, card.price, card.latency_s,
-                                       (missing, warnings, cost))
-        out.append(entry[4])
+            entry = known[id(card)] = (card, (missing, warnings, cost))
+        out.append(entry[1])
     return out
 
 

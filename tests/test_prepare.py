@@ -9,6 +9,7 @@ from imagegen.providers.local import LocalProvider
 from imagegen.providers.replicate import CallPolicy, ReplicateProvider
 from imagegen.providers.replicate import _provider as replicate_provider
 from imagegen.providers.replicate._schemas import finetune_card, target_for
+from pydantic import ValidationError
 
 from imagegen import GenerateRequest, ImageGen, ModelCard, NoRouteError, Price
 from imagegen.catalog import Capabilities, CatalogData
@@ -211,19 +212,20 @@ def test_running_a_prepared_card_that_cannot_serve_it_is_refused():
         provider_base.runnable(prepared)
 
 
-def test_a_remembered_verdict_follows_a_card_that_changes():
-    """Verdicts are remembered per request needs and card, never past a change to the card."""
+def test_a_remembered_verdict_is_never_that_of_another_card():
+    """Verdicts are remembered per request needs and card; a changed card is a new card."""
     card = ModelCard(id="own:m", provider="own", price=Price(per_gpu_second=0.01), latency_s=2.0)
+    with pytest.raises(ValidationError, match="frozen"):
+        card.latency_s = 3.0
     lora = GenerateRequest(prompt="a boat", loras=[{"name": "a/b"}])
     base = BaseProvider()
     assert base.prepare(lora, [card])[0].missing == ["does not load LoRAs"]
-    card.capabilities = card.capabilities.model_copy(update={"lora": True})
-    assert base.prepare(lora, [card])[0].missing == []
-    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.02)
-    card.latency_s = 3.0  # GPU seconds priced from the expected latency
-    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.03)
-    card.price = Price(per_image=0.5)
-    assert base.prepare(lora, [card])[0].cost_usd == pytest.approx(0.5)
+    takes_loras = card.model_copy(update={"capabilities": card.capabilities.model_copy(update={"lora": True})})
+    assert base.prepare(lora, [takes_loras])[0].missing == []
+    assert base.prepare(lora, [takes_loras])[0].cost_usd == pytest.approx(0.02)
+    slower = takes_loras.model_copy(update={"latency_s": 3.0})  # GPU seconds priced from the latency
+    assert base.prepare(lora, [slower, takes_loras])[0].cost_usd == pytest.approx(0.03)
+    assert base.prepare(lora, [card])[0].missing == ["does not load LoRAs"]
 
 
 def test_changing_a_prepared_verdict_changes_no_later_one():

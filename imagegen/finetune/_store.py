@@ -9,6 +9,7 @@ never deletes or rewrites a file it cannot read.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -284,9 +285,16 @@ class JobDatabase:
                                 "AND card_json IS NOT NULL ORDER BY created_at").fetchall()
         cards: dict[str, ModelCard] = {}
         for row in rows:
-            card = ModelCard.model_validate_json(row["card_json"])
+            card = _card_from_json(row["card_json"])
             cards[card.id] = card
         return list(cards.values())
+
+
+@functools.lru_cache(maxsize=1024)
+def _card_from_json(text: str) -> ModelCard:
+    """One card object per stored card: cards are frozen, and the router remembers what it worked
+    out per card object."""
+    return ModelCard.model_validate_json(text)
 
 
 def finetune_cards(home: Path | str, provider: str | None = None) -> list[ModelCard]:

@@ -7,6 +7,7 @@ skip, infotext). Model references: `local:demo`, `local:<path>` or a name in IMA
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import threading
@@ -49,6 +50,7 @@ _PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no c
 _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", "demo": "imagegen demo model"}
 
 
+@functools.lru_cache(maxsize=1024)  # one card object per model: what it worked out per card is kept
 def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
     if is_flow(family):
         return flow_card(ref, family, kind, display)
