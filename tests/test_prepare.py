@@ -160,9 +160,9 @@ def counted_translations(monkeypatch):
     calls: list[str] = []
     real = replicate_provider.plan_request
 
-    def counting(request, card, seed=None):
+    def counting(request, card, seed=None, **shared):
         calls.append(card.id)
-        return real(request, card, seed=seed)
+        return real(request, card, seed=seed, **shared)
 
     monkeypatch.setattr(replicate_provider, "plan_request", counting)
     return calls

@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from imagegen.errors import ProviderError
+from imagegen.prompt.translate import to_flux
 from imagegen.request import SEED_MAX
 from imagegen.result import GeneratedImage, GenerateResult
 
@@ -91,13 +92,13 @@ class ReplicateProvider(BaseProvider):
         share one base model), and is what `generate` sends."""
         needs = request.needs() if needs is None else needs
         no_token = not self.settings.token()
-        plans: dict[tuple[int, str], Plan | None] = {}
+        translator = _Translator(request, needs)
         prepared = []
         for card in cards:
             one = check_capabilities(request, card, needs)
             if no_token:
                 one.missing.insert(0, NO_TOKEN)
-            plan = _plan_for(request, card, plans)
+            plan = translator.plan_for(card)
             if plan is None:
                 one.missing.append(f"{card.model} is not a Flux model this adapter can translate")
             else:  # the generic check and the plan share wording for images: said once
@@ -374,22 +375,34 @@ class _Paid:
     undelivered: list[tuple[str, ProviderError]] = dataclasses.field(default_factory=list)
 
 
-def _plan_for(request: GenerateRequest, card: ModelCard,
-              plans: dict[tuple[int, str], Plan | None]) -> Plan | None:
-    """The translation of ``request`` for ``card`` (None: not a model this adapter knows),
-    memoised in ``plans`` by what it depends on: the card's Flux model, and the card's name only
-    when raw provider options are given (it appears in their messages). A shared plan gets
-    the card's own target."""
-    try:
-        target = target_for(card)
-    except KeyError:
-        return None
-    key = (id(target.flux), card.model if request.provider_options.get("replicate") else "")
-    if key not in plans:
-        # The client resolves a random seed before preparing; a direct call gets one here.
-        plans[key] = plan_request(request, card, seed=random.randint(0, SEED_MAX))
-    plan = plans[key]
-    return plan if plan.target == target else dataclasses.replace(plan, target=target)
+class _Translator:
+    """One request's translations for many cards: the prompt text once (it is the same for every
+    Flux model), and a plan per Flux model."""
+
+    def __init__(self, request: GenerateRequest, needs: RequestNeeds):
+        self.request, self.needs = request, needs
+        self.plans: dict[tuple[int, str], Plan] = {}
+        self.prompt: tuple[str, list[str]] | None = None
+
+    def plan_for(self, card: ModelCard) -> Plan | None:
+        """The translation for ``card`` (None: not a model this adapter knows), remembered by
+        what it depends on: the card's Flux model, and the card's name only when raw provider
+        options are given (it appears in their messages). A shared plan gets the card's own
+        target."""
+        try:
+            target = target_for(card)
+        except KeyError:
+            return None
+        request = self.request
+        key = (id(target.flux), card.model if request.provider_options.get("replicate") else "")
+        if key not in self.plans:
+            if self.prompt is None:
+                self.prompt = to_flux(request)
+            # The client resolves a random seed before preparing; a direct call gets one here.
+            self.plans[key] = plan_request(request, card, seed=random.randint(0, SEED_MAX),
+                                           needs=self.needs, prompt=self.prompt)
+        plan = self.plans[key]
+        return plan if plan.target == target else dataclasses.replace(plan, target=target)
 
 
 def _failure(prediction: dict[str, Any]) -> ProviderError:

@@ -32,7 +32,7 @@ from ._schemas import (
 )
 
 if TYPE_CHECKING:
-    from imagegen.request import ImageInput
+    from imagegen.request import ImageInput, RequestNeeds
 
 _MANAGED = {"prompt": "the request's prompt", "seed": "the request's seed (image i gets seed+i)"}
 _LORA_SCHEMES = ("https://", "http://", "huggingface.co/", "civitai.com/")
@@ -95,13 +95,17 @@ class Plan:
         return round(total, 6)
 
 
-def plan_request(request: GenerateRequest, card: ModelCard, seed: int | None = None) -> Plan:
-    """Translate ``request`` for ``card``'s model; ``seed`` overrides an unset request seed."""
+def plan_request(request: GenerateRequest, card: ModelCard, seed: int | None = None, *,
+                 needs: RequestNeeds | None = None, prompt: tuple[str, list[str]] | None = None) -> Plan:
+    """Translate ``request`` for ``card``'s model; ``seed`` overrides an unset request seed.
+    ``needs`` and ``prompt`` (``to_flux(request)``): the parts that are the same for every
+    model, when the caller translates one request for many."""
     target = target_for(card)
     schema = target.flux
     missing: list[str] = []
     warnings: list[str] = []
-    prompt, prompt_warnings = to_flux(request)  # A1111 weights, BREAK, schedules: plain text
+    # A1111 weights, BREAK, schedules: plain text
+    prompt, prompt_warnings = to_flux(request) if prompt is None else prompt
     # The generic capability check reports a negative prompt a model does not take.
     warnings += [w for w in prompt_warnings if not w.startswith("Flux does not take a negative prompt")]
     base: dict[str, Any] = {"prompt": prompt}
@@ -109,7 +113,7 @@ def plan_request(request: GenerateRequest, card: ModelCard, seed: int | None = N
         base[schema.negative_field] = request.negative_prompt
 
     images = _Images(request, schema, card, base, missing, warnings)
-    images.map()
+    images.map(request.needs() if needs is None else needs)
     size = _map_size(request, schema, base, warnings, images.shape_source)
     steps = _map_steps(request, schema, base)
     guidance = _map_guidance(request, schema, base, warnings)
@@ -139,9 +143,9 @@ class _Images:
         self.midjourney_mapped: set[str] = set()
         self.lists: dict[str, list[str]] = {}
 
-    def map(self) -> None:
+    def map(self, needs: RequestNeeds) -> None:
         request, schema = self.request, self.schema
-        self.missing.extend(image_misses(request.needs(), self.card.capabilities))
+        self.missing.extend(image_misses(needs, self.card.capabilities))
         if request.init_image is not None:
             self._init_image(request.init_image)
         for image in request.reference_images:
