@@ -9,6 +9,8 @@ busy machine), the ratio to the goal (below 1 meets it), and how the CPU time sp
 the providers' `prepare` and the router's own work. Last, a floor: the least any decision can
 do under the provider contract (one `Prepared` per card from the generic check, one `Candidate`
 per capable card, one sort by cost), with none of the router's policy, Elo, health or reasons.
+And one real decision: `ImageGen.route` over the shipped catalog, where Replicate translates the
+request for each Flux model.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from imagegen.providers.base import BaseProvider  # noqa: E402
 
-from imagegen import GenerateRequest, ModelCard, Price  # noqa: E402
+from imagegen import GenerateRequest, ImageGen, ModelCard, Price  # noqa: E402
 from imagegen.catalog import Capabilities, CatalogData, Elo  # noqa: E402
 from imagegen.ranking import Candidate  # noqa: E402
 from imagegen.router import RoutePolicy, Router  # noqa: E402
+from imagegen.settings import Settings  # noqa: E402
 
 GOAL_US = 100.0
 
@@ -121,6 +125,17 @@ def main() -> None:
     needs = request.needs()
     _, floor = time_calls(lambda: floor_decision(request, cards, providers, needs), args.seconds)
     print(f"floor: {floor:.1f} µs CPU ({floor / GOAL_US:.2f} of the goal)")
+    shipped_catalog(args.seconds)
+
+
+def shipped_catalog(seconds: float) -> None:
+    with tempfile.TemporaryDirectory() as home:
+        gen = ImageGen(settings=Settings(replicate_api_token="r8_bench", home=Path(home)))
+        request = GenerateRequest.from_midjourney("a lighthouse at dusk --ar 16:9")
+        cards = len(gen.models())
+        _, cpu = time_calls(lambda: gen.route(request), seconds)
+        print(f"ImageGen.route over the shipped catalog ({cards} cards): {cpu:.0f} µs CPU per decision")
+        gen.close()
 
 
 if __name__ == "__main__":
