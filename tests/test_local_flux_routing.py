@@ -102,3 +102,14 @@ def test_the_shipped_cards_name_their_open_weights():
     assert weights[CLOUD_ID] == "flux.1-dev"
     assert weights["replicate:black-forest-labs/flux-schnell"] == "flux.1-schnell"
     assert weights["replicate:black-forest-labs/flux-2-klein-4b"] == "flux.2-klein-4b"
+
+
+def test_local_cards_are_shared_but_follow_the_gpu_hour_price(monkeypatch):
+    from imagegen.providers.local import _provider as local_provider
+
+    monkeypatch.setenv(GPU_HOUR_ENV, "3.6")
+    first = local_provider._card("flux1-dev", "flux-dev", "user", "flux1-dev")
+    assert local_provider._card("flux1-dev", "flux-dev", "user", "flux1-dev") is first
+    monkeypatch.setenv(GPU_HOUR_ENV, "36")
+    dearer = local_provider._card("flux1-dev", "flux-dev", "user", "flux1-dev")
+    assert dearer.price.per_gpu_second == pytest.approx(10 * first.price.per_gpu_second)

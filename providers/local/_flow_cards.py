@@ -46,9 +46,10 @@ def gpu_hour_price() -> float:
         raise ConfigError(f"{GPU_HOUR_ENV} must be a number of USD per GPU hour, got {raw!r}") from None
 
 
-def flow_card(ref: str, family: str, kind: str, display: str) -> ModelCard:
+def flow_card(ref: str, family: str, kind: str, display: str, hour: float | None = None) -> ModelCard:
+    """``hour``: USD per GPU hour (default: `gpu_hour_price`)."""
     spec = SPECS[family]
-    hour = gpu_hour_price()
+    hour = gpu_hour_price() if hour is None else hour
     price = Price(per_gpu_second=hour / 3600, source=(
         f"{GPU_HOUR_ENV}={hour:g} USD per GPU hour" if hour else "runs on the user's own hardware: no charge"),
         date="2026-12-01")

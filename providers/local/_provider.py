@@ -34,7 +34,7 @@ from ._files import (
     resolve_lora,
     resolve_vae,
 )
-from ._flow_cards import flow_card, prepare_flow
+from ._flow_cards import flow_card, gpu_hour_price, prepare_flow
 from ._options import options
 from ._schedulers import choose_scheduler
 
@@ -50,10 +50,16 @@ _PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no c
 _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", "demo": "imagegen demo model"}
 
 
-@functools.lru_cache(maxsize=1024)  # one card object per model: what it worked out per card is kept
 def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
+    """The card of one local model: the same object on every call while the GPU-hour price (read
+    from the environment each time) stays the same, so what is worked out per card is kept."""
+    return _shared_card(ref, family, kind, display, gpu_hour_price() if is_flow(family) else 0.0)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shared_card(ref: str, family: str, kind: str, display: str, hour: float) -> ModelCard:
     if is_flow(family):
-        return flow_card(ref, family, kind, display)
+        return flow_card(ref, family, kind, display, hour)
     caps = Capabilities(
         negative_prompt=True, seed=True, lora=family != "demo", img2img=True, inpaint=True,
         controlnet=family != "demo", hires_fix=True, clip_skip=family != "sdxl", variation_seed=True,
