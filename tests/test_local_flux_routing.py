@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 from imagegen.providers.base import BaseProvider
-from imagegen.providers.local._flow_cards import GPU_HOUR_ENV, flow_card
+from imagegen.providers.local._flow_cards import flow_card
+from imagegen.providers.local._gpu_price import GPU_HOUR_ENV
 
 from imagegen import GenerateRequest, ModelCard, Price
 from imagegen.catalog import Capabilities, CatalogData, Elo, elo_for
+from imagegen.errors import ConfigError
 from imagegen.router import RoutePolicy, Router
 
 CLOUD_ID = "replicate:black-forest-labs/flux-dev"
@@ -113,3 +115,27 @@ def test_local_cards_are_shared_but_follow_the_gpu_hour_price(monkeypatch):
     monkeypatch.setenv(GPU_HOUR_ENV, "36")
     dearer = local_provider._card("flux1-dev", "flux-dev", "user", "flux1-dev")
     assert dearer.price.per_gpu_second == pytest.approx(10 * first.price.per_gpu_second)
+
+
+def test_one_gpu_hour_price_for_local_generation_and_training(monkeypatch):
+    from imagegen.providers.local._gpu_price import gpu_hour_price
+
+    monkeypatch.delenv(GPU_HOUR_ENV, raising=False)
+    monkeypatch.setenv("IMAGEGEN_GPU_HOUR_USD", "2")  # the name training read first
+    assert gpu_hour_price() == 2.0
+    monkeypatch.setenv(GPU_HOUR_ENV, "3.6")
+    assert gpu_hour_price() == 3.6 and gpu_hour_price(configured=1.5) == 1.5
+    monkeypatch.setenv(GPU_HOUR_ENV, "cheap")
+    with pytest.raises(ConfigError, match=GPU_HOUR_ENV):
+        gpu_hour_price()
+
+
+def test_local_sd_cards_are_priced_at_the_gpu_hour_too_but_not_the_demo(monkeypatch):
+    from imagegen.providers.local import _provider as local_provider
+
+    monkeypatch.setenv(GPU_HOUR_ENV, "7.2")  # 0.002 USD per GPU second
+    sdxl = local_provider._card("sdxl-base", "sdxl", "user", "sdxl-base")
+    assert sdxl.price.per_gpu_second == pytest.approx(0.002)
+    cost = BaseProvider().prepare(GenerateRequest(prompt="a boat"), [sdxl])[0].cost_usd
+    assert cost == pytest.approx(0.002 * sdxl.latency_s)
+    assert local_provider._card("demo", "demo", "builtin", "demo").price.per_gpu_second == 0

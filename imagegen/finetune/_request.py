@@ -74,7 +74,7 @@ class LocalTrainOptions(BaseModel):
     sample_every_n_steps: int | None = Field(None, ge=1)
     sample_prompts: list[str] = Field(default_factory=list)
     sample_steps: int = Field(20, ge=1, le=150)
-    gpu_hour_usd: float | None = Field(None, ge=0)  # None: IMAGEGEN_GPU_HOUR_USD, else 0
+    gpu_hour_usd: float | None = Field(None, ge=0)  # None: IMAGEGEN_LOCAL_GPU_HOUR_USD, else 0
     output_name: str | None = Field(None, min_length=1, max_length=100)  # the LoRA's name in Lora/
 
     @field_validator("caption_extension")

@@ -9,13 +9,13 @@ expected seconds.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegen.catalog import Capabilities, Elo, ModelCard, Price
+from imagegen.catalog import Capabilities, Elo, ModelCard
 
 from ._flow_plan import SPECS, plan_flow
+from ._gpu_price import gpu_hour_price, local_price
 
 if TYPE_CHECKING:
     from imagegen.request import GenerateRequest, RequestNeeds
@@ -30,29 +30,16 @@ WEIGHTS = {"flux-dev": "flux.1-dev", "flux-schnell": "flux.1-schnell", "flux-kon
 # (assumptions until observed latencies replace them).
 LATENCY_S = {"flux-dev": 12.0, "flux-schnell": 2.0, "flux-kontext": 14.0, "flux2-klein": 1.5,
              "flux2-klein-base": 10.0, "flux2-dev": 30.0, "sd3": 12.0}
-GPU_HOUR_ENV = "IMAGEGEN_LOCAL_GPU_HOUR_USD"
 # Generic capability warnings that the flow plan replaces with family-specific ones.
 _REPLACED = ("negative_prompt ignored", "clip_skip ignored", "variation seed ignored", "sampler ",
              "cfg_scale ignored", "steps ")
-
-
-def gpu_hour_price() -> float:
-    raw = os.environ.get(GPU_HOUR_ENV, "").strip()
-    try:
-        return max(0.0, float(raw)) if raw else 0.0
-    except ValueError:
-        from imagegen.errors import ConfigError
-
-        raise ConfigError(f"{GPU_HOUR_ENV} must be a number of USD per GPU hour, got {raw!r}") from None
 
 
 def flow_card(ref: str, family: str, kind: str, display: str, hour: float | None = None) -> ModelCard:
     """``hour``: USD per GPU hour (default: `gpu_hour_price`)."""
     spec = SPECS[family]
     hour = gpu_hour_price() if hour is None else hour
-    price = Price(per_gpu_second=hour / 3600, source=(
-        f"{GPU_HOUR_ENV}={hour:g} USD per GPU hour" if hour else "runs on the user's own hardware: no charge"),
-        date="2026-12-01")
+    price = local_price(hour)
     caps = Capabilities(
         txt2img=True, edit=spec.edit, max_reference_images=8 if spec.edit and family != "flux-kontext" else 0,
         negative_prompt=spec.guidance == "cfg", seed=True, lora=True, img2img=spec.img2img or spec.edit,

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegen.catalog import Capabilities, Elo, ModelCard, Price
+from imagegen.catalog import Capabilities, Elo, ModelCard
 from imagegen.errors import ModelLoadError
 from imagegen.prompt.translate import sd_prompt_text, split_sd_prompt, unsupported_midjourney_options
 from imagegen.request import SEED_MAX
@@ -34,7 +34,8 @@ from ._files import (
     resolve_lora,
     resolve_vae,
 )
-from ._flow_cards import flow_card, gpu_hour_price, prepare_flow
+from ._flow_cards import flow_card, prepare_flow
+from ._gpu_price import gpu_hour_price, local_price
 from ._options import options
 from ._schedulers import choose_scheduler
 
@@ -46,14 +47,14 @@ DEMO_DIR = Path(str(resources.files("imagegen"))) / "models" / "demo"  # shipped
 DEFAULT_SAMPLER = "DPM++ 2M"  # A1111 1.10's default "Sampling method"
 DEFAULT_STEPS = 20
 DEFAULT_CFG = 7.0
-_PRICE = Price(per_gpu_second=0.0, source="runs on the user's own hardware: no charge", date="2026-11-24")
 _FAMILY_NAMES = {"sd15": "Stable Diffusion 1.x", "sdxl": "Stable Diffusion XL", "demo": "imagegen demo model"}
 
 
 def _card(ref: str, family: str, kind: str, display: str) -> ModelCard:
     """The card of one local model: the same object on every call while the GPU-hour price (read
-    from the environment each time) stays the same, so what is worked out per card is kept."""
-    return _shared_card(ref, family, kind, display, gpu_hour_price() if is_flow(family) else 0.0)
+    from the environment each time) stays the same, so what is worked out per card is kept. The
+    demo model runs on the CPU: it costs nothing."""
+    return _shared_card(ref, family, kind, display, 0.0 if family == "demo" else gpu_hour_price())
 
 
 @functools.lru_cache(maxsize=1024)
@@ -67,10 +68,10 @@ def _shared_card(ref: str, family: str, kind: str, display: str, hour: float) ->
         max_images_per_call=8, custom_size=True, min_side=64, max_side=4096,
     )
     return ModelCard(
-        id=f"local:{ref}", provider="local", family=family, display_name=display, price=_PRICE,
+        id=f"local:{ref}", provider="local", family=family, display_name=display, price=local_price(hour),
         elo=Elo(value=None, source="no arena rating for local checkpoints", date="2026-11-24"),
         latency_s=2.0 if family == "demo" else 20.0, default_steps=DEFAULT_STEPS, capabilities=caps,
-        kind=kind, notes=f"{_FAMILY_NAMES[family]}; cost 0 USD plus GPU-seconds",
+        kind=kind, notes=f"{_FAMILY_NAMES[family]}; cost {'0 USD' if not hour else f'{hour:g} USD/GPU-hour'}",
     )
 
 

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from imagegen.errors import ConfigError, FineTuneError
+from imagegen.errors import FineTuneError
 
+from ._gpu_price import gpu_hour_price
 from ._train_loop import TrainConfig
 
 if TYPE_CHECKING:
@@ -231,16 +232,6 @@ def alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
-
-
-def gpu_hour_price(configured: float | None) -> float:
-    """USD per GPU hour: the request's ``local.gpu_hour_usd``, else IMAGEGEN_GPU_HOUR_USD, else 0."""
-    if configured is not None:
-        return configured
-    try:
-        return float(os.environ.get("IMAGEGEN_GPU_HOUR_USD", "0") or 0)
-    except ValueError:
-        raise ConfigError("IMAGEGEN_GPU_HOUR_USD must be a number (USD per GPU hour)") from None
 
 
 # -- settings: resolved and checked before any compute ---------------------------------------

@@ -69,6 +69,7 @@ def _claim(db: Any, job_id: str) -> Any:
 
 
 def _train(job: Any, log: Any) -> int:
+    from ._gpu_price import gpu_hour_price
     from ._kohya import (
         BASE_MODEL_VERSION,
         BASE_PATH_KEY,
@@ -77,7 +78,7 @@ def _train(job: Any, log: Any) -> int:
         save_kohya,
         tag_frequency,
     )
-    from ._train import CANCEL_FILE, REPEATS_FILE, gpu_hour_price
+    from ._train import CANCEL_FILE, REPEATS_FILE
     from ._train_data import load_items
     from ._train_loop import TrainConfig, Trainer, load_pipeline
 
