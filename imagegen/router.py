@@ -278,8 +278,8 @@ class Router:
         count = max(1, needs.images)
         needs_negative = policy.require_negative_prompt and needs.negative_prompt
         # the policy's limits as numbers the loop compares (text is built only to explain)
-        cost_limit = (math.inf if policy.max_cost_per_image is None
-                      else (policy.max_cost_per_image + 1e-12) * count)  # for the whole request
+        # per image, as `_constraint_reason` compares it, so the two never disagree at the edge
+        cost_limit = math.inf if policy.max_cost_per_image is None else policy.max_cost_per_image + 1e-12
         latency_limit = math.inf if policy.max_latency_s is None else policy.max_latency_s
         elo_floor = -math.inf if policy.min_elo is None else policy.min_elo
         unrated_ok = policy.min_elo is None and policy.unknown_elo != "exclude"
@@ -305,7 +305,7 @@ class Router:
             elo, note = known[1] if known is not None and known[0] is card.elo else elo_of(card)
             if elo is None and fixed_prior is not None:
                 elo, note = fixed_prior, "your unknown_elo prior"
-            if cost > cost_limit or latency > latency_limit or (not unrated_ok if elo is None else elo < elo_floor):
+            if cost / count > cost_limit or latency > latency_limit or (not unrated_ok if elo is None else elo < elo_floor):
                 excluded.append(Exclusion(card, _constraint_reason(
                     policy.max_cost_per_image, policy.max_latency_s, policy.min_elo, policy.unknown_elo,
                     cost / count, latency, elo)))
