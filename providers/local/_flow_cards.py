@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from imagegen.catalog import Capabilities, Elo, ModelCard
 
 from ._flow_plan import SPECS, plan_flow
-from ._gpu_price import gpu_hour_price, local_price
+from ._gpu_price import cost_note, gpu_hour_price, local_price
 
 if TYPE_CHECKING:
     from imagegen.request import GenerateRequest, RequestNeeds
@@ -53,7 +53,7 @@ def flow_card(ref: str, family: str, kind: str, display: str, hour: float | None
                 date="2026-12-01"),
         latency_s=LATENCY_S[family], latency_source="assumed for a 24 GB+ GPU; replaced by observed latency",
         default_steps=spec.default_steps, capabilities=caps, kind=kind, weights=WEIGHTS[family],
-        notes=f"{spec.display} on this machine (diffusers); cost {'0 USD' if not hour else f'{hour:g} USD/GPU-hour'}",
+        notes=f"{spec.display} on this machine (diffusers); cost {cost_note(hour)}",
     )
 
 

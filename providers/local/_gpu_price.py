@@ -34,3 +34,8 @@ def local_price(hour: float) -> Price:
     return Price(per_gpu_second=hour / 3600, source=(
         f"{GPU_HOUR_ENV}={hour:g} USD per GPU hour" if hour else "runs on the user's own hardware: no charge"),
         date="2026-12-01")
+
+
+def cost_note(hour: float) -> str:
+    """What a local card's notes say it costs."""
+    return "0 USD" if not hour else f"{hour:g} USD/GPU-hour"

@@ -35,7 +35,7 @@ from ._files import (
     resolve_vae,
 )
 from ._flow_cards import flow_card, prepare_flow
-from ._gpu_price import gpu_hour_price, local_price
+from ._gpu_price import cost_note, gpu_hour_price, local_price
 from ._options import options
 from ._schedulers import choose_scheduler
 
@@ -71,7 +71,7 @@ def _shared_card(ref: str, family: str, kind: str, display: str, hour: float) ->
         id=f"local:{ref}", provider="local", family=family, display_name=display, price=local_price(hour),
         elo=Elo(value=None, source="no arena rating for local checkpoints", date="2026-11-24"),
         latency_s=2.0 if family == "demo" else 20.0, default_steps=DEFAULT_STEPS, capabilities=caps,
-        kind=kind, notes=f"{_FAMILY_NAMES[family]}; cost {'0 USD' if not hour else f'{hour:g} USD/GPU-hour'}",
+        kind=kind, notes=f"{_FAMILY_NAMES[family]}; cost {cost_note(hour)}",
     )
 
 
